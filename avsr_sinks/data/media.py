@@ -1,0 +1,44 @@
+"""Reading and writing the media files of the auto_avsr layout (mp4 video, 16 kHz wav)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import soundfile as sf
+
+SAMPLE_RATE = 16000
+VIDEO_FPS = 25
+SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: int = VIDEO_FPS) -> None:
+    """Write uint8 frames [T, H, W] (grayscale) or [T, H, W, 3] (RGB) as H.264 mp4."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        raise ValueError(f"write_video({path}): frames must be uint8, got {frames.dtype}")
+    if frames.ndim == 3:
+        frames = np.repeat(frames[..., None], 3, axis=-1)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"write_video({path}): expected [T,H,W] or [T,H,W,3], got {frames.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        # Near-lossless and deterministic: single-threaded, fixed quality.
+        stream.options = {"crf": "10", "preset": "veryfast", "threads": "1"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def write_audio(path: str | Path, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write a mono float waveform in [-1, 1] as 16-bit PCM wav."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.asarray(waveform, dtype=np.float32), sample_rate, subtype="PCM_16")
