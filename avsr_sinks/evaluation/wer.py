@@ -1,0 +1,80 @@
+"""Word error rate with jiwer, on normalised text.
+
+Normalisation (applied to references and hypotheses alike): lowercase, Unicode NFKC, every
+character that is not a letter, digit, apostrophe or space becomes a space, then runs of
+whitespace collapse to one. LRS2/LRS3 transcripts are upper-case words without punctuation,
+so this makes them comparable with an LLM's cased, punctuated output.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import jiwer
+
+_NOT_WORD = re.compile(r"[^\w' ]|_")
+
+
+def normalize_text(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    return " ".join(_NOT_WORD.sub(" ", text).split())
+
+
+@dataclass
+class UtteranceErrors:
+    id: str
+    reference: str
+    hypothesis: str
+    substitutions: int
+    deletions: int
+    insertions: int
+    reference_words: int
+
+    @property
+    def errors(self) -> int:
+        return self.substitutions + self.deletions + self.insertions
+
+
+@dataclass
+class WERResult:
+    wer: float
+    substitutions: int
+    deletions: int
+    insertions: int
+    reference_words: int
+    utterances: list[UtteranceErrors]
+
+    def summary(self) -> dict:
+        return {
+            "wer": self.wer,
+            "substitutions": self.substitutions,
+            "deletions": self.deletions,
+            "insertions": self.insertions,
+            "reference_words": self.reference_words,
+            "utterances": len(self.utterances),
+        }
+
+
+def corpus_wer(ids: list[str], references: list[str], hypotheses: list[str]) -> WERResult:
+    """Corpus-level WER (total errors / total reference words) and per-utterance counts."""
+    if not (len(ids) == len(references) == len(hypotheses)):
+        raise ValueError(f"got {len(ids)} ids, {len(references)} references, {len(hypotheses)} hypotheses")
+    utterances = []
+    for uid, ref, hyp in zip(ids, references, hypotheses):
+        ref_n, hyp_n = normalize_text(ref), normalize_text(hyp)
+        if not ref_n:
+            raise ValueError(f"utterance {uid}: empty reference transcript after normalisation")
+        # jiwer refuses an empty hypothesis; every reference word is then a deletion.
+        if hyp_n:
+            out = jiwer.process_words(ref_n, hyp_n)
+            s, d, i = out.substitutions, out.deletions, out.insertions
+        else:
+            s, d, i = 0, len(ref_n.split()), 0
+        utterances.append(UtteranceErrors(uid, ref_n, hyp_n, s, d, i, len(ref_n.split())))
+    words = sum(u.reference_words for u in utterances)
+    subs = sum(u.substitutions for u in utterances)
+    dels = sum(u.deletions for u in utterances)
+    ins = sum(u.insertions for u in utterances)
+    return WERResult((subs + dels + ins) / max(words, 1), subs, dels, ins, words, utterances)

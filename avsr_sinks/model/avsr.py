@@ -1,0 +1,198 @@
+"""Llama-AVSR: frozen encoders -> compressors -> projectors -> a LoRA-tuned Llama.
+
+Plain PyTorch: the Lightning module only calls ``forward`` (losses) and ``generate``.
+A batch is the data pipeline's dict: ``text`` (list of str), ``audio [B, S]`` +
+``audio_lengths``, ``video [B, T, H, W]`` + ``video_lengths`` (the task's modalities only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..sinks.decorrelation import decorrelation_loss
+from ..sinks.hooks import HiddenStateCollector, decoder_layers
+from .compressor import build_compressor
+from .llm import SpecialTokenIds
+from .projector import build_projector
+from .sequence import AssembledInputs, ModalityTokens, assemble_sequences
+
+TASK_MODALITIES = {"asr": ("audio",), "vsr": ("video",), "avsr": ("audio", "video")}
+DEFAULT_PROMPTS = {
+    "asr": "Transcribe speech to text.",
+    "vsr": "Transcribe video to text.",
+    "avsr": "Transcribe speech and video to text.",
+}
+
+
+@dataclass
+class DecorrelationSettings:
+    """``weight`` is λ of Eq. 11 (0 disables the loss and its hooks). ``layers`` are 1-indexed
+    decoder layers (None: the paper's 2..L-1). ``scope``: "all" tokens after BOS (the paper) or
+    "prefix" (BOS, modality blocks and prompt, as the reference code)."""
+
+    weight: float = 0.0
+    layers: list[int] | None = None
+    scope: str = "all"
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.scope not in ("all", "prefix"):
+            raise ValueError(f"decor.scope must be 'all' or 'prefix', got {self.scope!r}")
+        if self.weight < 0:
+            raise ValueError(f"decor.lambda must be >= 0, got {self.weight}")
+
+    def layer_indices(self, num_layers: int) -> list[int]:
+        """0-indexed layers in S."""
+        layers = self.layers if self.layers is not None else list(range(2, num_layers))
+        bad = [l for l in layers if not 1 <= l <= num_layers]
+        if bad:
+            raise ValueError(f"decor.layers {bad} outside 1..{num_layers} (1-indexed decoder layers)")
+        if not layers:
+            raise ValueError(f"decor.layers is empty for a {num_layers}-layer LLM: set decor.layers or decor.lambda=0")
+        return [l - 1 for l in layers]
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor
+    ce: torch.Tensor
+    decor: torch.Tensor | None
+    num_tokens: int
+
+
+@dataclass
+class GenerationSettings:
+    num_beams: int = 15
+    max_new_tokens: int = 32
+    do_sample: bool = False
+    length_penalty: float = 1.0
+    extra: dict = field(default_factory=dict)
+
+
+class LlamaAVSR(nn.Module):
+    def __init__(
+        self,
+        llm: nn.Module,
+        tokenizer,
+        special: SpecialTokenIds,
+        task: str,
+        compression: list[int],
+        audio_encoder: nn.Module | None = None,
+        video_encoder: nn.Module | None = None,
+        compressor: str = "avg-pool",
+        projector: str = "mlp",
+        projector_hidden: int | None = None,
+        projector_layer_norm: bool = False,
+        prompt: str | None = None,
+        decorrelation: DecorrelationSettings | None = None,
+    ) -> None:
+        super().__init__()
+        if task not in TASK_MODALITIES:
+            raise ValueError(f"unknown task {task!r}: choose one of {sorted(TASK_MODALITIES)} (config key task.name)")
+        self.task = task
+        self.modalities = TASK_MODALITIES[task]
+        if len(compression) != len(self.modalities):
+            expected = "two integers (audio,video), e.g. compression=16,5" if task == "avsr" else "one integer, e.g. compression=4"
+            raise ValueError(f"task {task} needs {expected} in `compression`, got {list(compression)}")
+        self.compression = dict(zip(self.modalities, compression))
+        encoders = {"audio": audio_encoder, "video": video_encoder}
+        for modality in self.modalities:
+            if encoders[modality] is None:
+                raise ValueError(f"task {task} needs a {modality} encoder")
+        self.encoders = nn.ModuleDict({m: encoders[m] for m in self.modalities})
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.special = special
+        width = llm.config.hidden_size
+        self.compressors = nn.ModuleDict({m: build_compressor(compressor, self.compression[m]) for m in self.modalities})
+        self.projectors = nn.ModuleDict(
+            {
+                m: build_projector(
+                    projector,
+                    self.compressors[m].output_dim(self.encoders[m].output_dim),
+                    width,
+                    projector_hidden,
+                    projector_layer_norm,
+                )
+                for m in self.modalities
+            }
+        )
+        self.prompt = prompt if prompt is not None else DEFAULT_PROMPTS[task]
+        self.prompt_ids = tokenizer(self.prompt, add_special_tokens=False).input_ids
+        self.decorrelation = decorrelation or DecorrelationSettings()
+        num_layers = len(decoder_layers(llm))
+        self.decor_layers = self.decorrelation.layer_indices(num_layers) if self.decorrelation.weight > 0 else []
+
+    def encode(self, batch: dict) -> dict[str, ModalityTokens]:
+        """Encoder -> compressor -> projector for each modality of the task."""
+        tokens = {}
+        for modality in self.modalities:
+            if modality not in batch:
+                raise KeyError(f"task {self.task} needs '{modality}' in the batch; check data.modalities")
+            features, lengths = self.encoders[modality](
+                **{modality: batch[modality], f"{modality}_lengths": batch[f"{modality}_lengths"]}
+            )
+            features, lengths = self.compressors[modality](features, lengths)
+            tokens[modality] = ModalityTokens(self.projectors[modality](features), lengths)
+        return tokens
+
+    def tokenize_transcripts(self, texts: list[str]) -> list[list[int]]:
+        return [self.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+
+    def assemble(self, batch: dict, for_generation: bool = False) -> AssembledInputs:
+        """The LLM inputs of a batch: right-padded with labels, or left-padded prefixes."""
+        return assemble_sequences(
+            self.llm.get_input_embeddings(),
+            self.special,
+            self.encode(batch),
+            self.prompt_ids,
+            None if for_generation else self.tokenize_transcripts(batch["text"]),
+            padding_side="left" if for_generation else "right",
+        )
+
+    def forward(self, batch: dict) -> LossOutput:
+        inputs = self.assemble(batch)
+        llm_kwargs = dict(
+            inputs_embeds=inputs.inputs_embeds,
+            attention_mask=inputs.attention_mask,
+            position_ids=inputs.position_ids,
+            use_cache=False,
+        )
+        if not self.decor_layers:
+            logits = self.llm(**llm_kwargs).logits
+            ce = _shifted_cross_entropy(logits, inputs.labels)
+            return LossOutput(ce, ce, None, int((inputs.labels != -100).sum()))
+        with HiddenStateCollector(self.llm, self.decor_layers) as collector:
+            logits = self.llm(**llm_kwargs).logits
+        ce = _shifted_cross_entropy(logits, inputs.labels)
+        token_mask = inputs.prefix_mask if self.decorrelation.scope == "prefix" else None
+        decor = decorrelation_loss(collector.stacked(), inputs.attention_mask, token_mask, self.decorrelation.eps)
+        return LossOutput(ce + self.decorrelation.weight * decor, ce, decor, int((inputs.labels != -100).sum()))
+
+    @torch.no_grad()
+    def generate(self, batch: dict, settings: GenerationSettings = GenerationSettings()) -> list[str]:
+        """Batched beam search (HF ``generate`` on left-padded ``inputs_embeds``)."""
+        inputs = self.assemble(batch, for_generation=True)
+        output_ids = self.llm.generate(
+            inputs_embeds=inputs.inputs_embeds,
+            attention_mask=inputs.attention_mask,
+            num_beams=settings.num_beams,
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=settings.do_sample,
+            length_penalty=settings.length_penalty,
+            eos_token_id=self.special.eos,
+            pad_token_id=self.special.pad,
+            bos_token_id=self.special.bos,
+            **settings.extra,
+        )
+        return [t.strip() for t in self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
+
+
+def _shifted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean token cross-entropy of next-token prediction, in fp32."""
+    return nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
+    )

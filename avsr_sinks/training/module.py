@@ -1,0 +1,107 @@
+"""The LightningModule: a thin wrapper that calls LlamaAVSR for losses and transcripts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import lightning as L
+import torch
+
+from ..evaluation.wer import corpus_wer
+from ..model.avsr import GenerationSettings, LlamaAVSR
+from .schedule import warmup_cosine
+
+
+@dataclass
+class OptimSettings:
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0
+
+
+class AVSRModule(L.LightningModule):
+    """Training: CE (+ λ · decorrelation); validation: loss and WER; test: WER.
+
+    Checkpoints hold only the parameters that train (LoRA, projectors, new embedding rows,
+    and encoders where they are trainable), plus Lightning's resume state; the frozen base
+    weights are reloaded from their original files. ``config`` (the resolved run config) is
+    saved with them so that evaluation can rebuild the model.
+    """
+
+    def __init__(
+        self,
+        model: LlamaAVSR,
+        optim: OptimSettings,
+        generation: GenerationSettings,
+        config: dict | None = None,
+        val_generation_batches: int = 2,
+    ) -> None:
+        super().__init__()
+        # Checkpoints hold the trainable subset only; the rest comes from the base weights.
+        self.strict_loading = False
+        self.model = model
+        self.optim = optim
+        self.generation = generation
+        self.val_generation_batches = val_generation_batches
+        self.save_hyperparameters({"config": config or {}})
+        self._eval_outputs: list[tuple[list[str], list[str], list[str]]] = []
+
+    def _log_losses(self, prefix: str, out, batch_size: int) -> None:
+        on_step = prefix == "train"
+        self.log(f"{prefix}/loss", out.loss, batch_size=batch_size, on_step=on_step, on_epoch=not on_step, prog_bar=True, sync_dist=not on_step)
+        self.log(f"{prefix}/ce", out.ce, batch_size=batch_size, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
+        if out.decor is not None:
+            self.log(f"{prefix}/decor", out.decor, batch_size=batch_size, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self.model(batch)
+        self._log_losses("train", out, len(batch["text"]))
+        return out.loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self.model(batch)
+        self._log_losses("val", out, len(batch["text"]))
+        if batch_idx < self.val_generation_batches:
+            self._eval_outputs.append((batch["ids"], batch["text"], self.model.generate(batch, self.generation)))
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_outputs.append((batch["ids"], batch["text"], self.model.generate(batch, self.generation)))
+
+    def _log_wer(self, prefix: str) -> None:
+        if not self._eval_outputs:
+            return
+        ids, refs, hyps = (sum((list(part[i]) for part in self._eval_outputs), []) for i in range(3))
+        self._eval_outputs.clear()
+        result = corpus_wer(ids, refs, hyps)
+        # WER is a ratio of sums: reduce errors and words across ranks, not per-rank WERs.
+        counts = torch.tensor([result.wer * result.reference_words, result.reference_words], device=self.device, dtype=torch.float64)
+        counts = self.all_gather(counts).reshape(-1, 2).sum(dim=0) if self.trainer.world_size > 1 else counts
+        self.log(f"{prefix}/wer", float(counts[0] / counts[1].clamp_min(1)), prog_bar=True, rank_zero_only=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_wer("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_wer("test")
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.optim.lr,
+            betas=tuple(self.optim.betas),
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, partial(warmup_cosine, warmup_steps=self.optim.warmup_steps, total_steps=total, min_ratio=self.optim.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        trainable = {f"model.{name}" for name, p in self.model.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}

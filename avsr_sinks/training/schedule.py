@@ -1,0 +1,14 @@
+"""Linear warmup then cosine decay, as a per-step LambdaLR multiplier."""
+
+from __future__ import annotations
+
+import math
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-indexed)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(total_steps - warmup_steps, 1)
+    progress = min((step - warmup_steps) / decay_steps, 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
