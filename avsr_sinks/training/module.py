@@ -23,7 +23,7 @@ class OptimSettings:
 
 
 class AVSRModule(L.LightningModule):
-    """Training: CE (+ λ · decorrelation); validation: loss and WER; test: WER.
+    """Training: CE (+ λ · decorrelation); validation: loss and WER on a few batches.
 
     Checkpoints hold only the parameters that train (LoRA, projectors, new embedding rows,
     and encoders where they are trainable), plus Lightning's resume state; the frozen base
@@ -67,10 +67,7 @@ class AVSRModule(L.LightningModule):
         if batch_idx < self.val_generation_batches:
             self._eval_outputs.append((batch["ids"], batch["text"], self.model.generate(batch, self.generation)))
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_outputs.append((batch["ids"], batch["text"], self.model.generate(batch, self.generation)))
-
-    def _log_wer(self, prefix: str) -> None:
+    def on_validation_epoch_end(self) -> None:
         if not self._eval_outputs:
             return
         ids, refs, hyps = (sum((list(part[i]) for part in self._eval_outputs), []) for i in range(3))
@@ -79,13 +76,7 @@ class AVSRModule(L.LightningModule):
         # WER is a ratio of sums: reduce errors and words across ranks, not per-rank WERs.
         counts = torch.tensor([result.wer * result.reference_words, result.reference_words], device=self.device, dtype=torch.float64)
         counts = self.all_gather(counts).reshape(-1, 2).sum(dim=0) if self.trainer.world_size > 1 else counts
-        self.log(f"{prefix}/wer", float(counts[0] / counts[1].clamp_min(1)), prog_bar=True, rank_zero_only=True)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_wer("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_wer("test")
+        self.log("val/wer", float(counts[0] / counts[1].clamp_min(1)), prog_bar=True, rank_zero_only=True)
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]

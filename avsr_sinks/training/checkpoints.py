@@ -1,0 +1,73 @@
+"""Loading trained checkpoints safely, and averaging the last k of them.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: tensors and plain containers
+only, never pickled code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ..model.avsr import LlamaAVSR
+from .build import build_model
+from .datamodule import resolve_corpus
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist (config key ckpt)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated file or one that needs arbitrary unpickling
+        raise ValueError(f"cannot read checkpoint {path} safely (weights_only=True): {err}") from err
+
+
+def checkpoint_config(checkpoint: Mapping, path: str | Path) -> dict:
+    config = checkpoint.get("hyper_parameters", {}).get("config")
+    if not config:
+        raise ValueError(f"checkpoint {path} holds no run config: it was not written by scripts/train.py")
+    return config
+
+
+def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
+    """Average the trained parameters of several checkpoints of one run into ``output``.
+
+    The result keeps the last checkpoint's config and drops optimizer/loop state (it is for
+    evaluation, not for resuming).
+    """
+    if not paths:
+        raise ValueError("average_checkpoints needs at least one checkpoint")
+    checkpoints = [read_checkpoint(p) for p in paths]
+    keys = set(checkpoints[0]["state_dict"])
+    for path, ckpt in zip(paths, checkpoints):
+        if set(ckpt["state_dict"]) != keys:
+            raise ValueError(f"{path} holds other parameters than {paths[0]}: not the same run")
+    averaged = {k: sum(c["state_dict"][k].double() for c in checkpoints).div(len(checkpoints)).to(checkpoints[0]["state_dict"][k].dtype)
+                for k in keys}
+    output = Path(output)
+    torch.save({"state_dict": averaged, "hyper_parameters": checkpoints[-1]["hyper_parameters"],
+                "averaged_from": [str(p) for p in paths]}, output)
+    return output
+
+
+def load_trained_model(path: str | Path, overrides: Mapping | None = None) -> tuple[LlamaAVSR, dict]:
+    """Rebuild LlamaAVSR from a checkpoint's config and load its trained parameters.
+
+    ``overrides`` replaces top-level config sections (e.g. ``{"data": ...}`` to evaluate on
+    other files). Every parameter the checkpoint holds must exist in the model.
+    """
+    checkpoint = read_checkpoint(path)
+    config = checkpoint_config(checkpoint, path)
+    config = {**config, **(overrides or {})}
+    corpus = resolve_corpus(config["data"])
+    model = build_model(config, corpus["vocabulary"])
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+    missing_trainable = [n for n, p in model.named_parameters() if p.requires_grad and n not in state]
+    unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+    if unexpected or missing_trainable:
+        raise ValueError(f"checkpoint {path} does not fit the model: unexpected {unexpected[:5]}, missing {missing_trainable[:5]}")
+    return model, config
