@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 SPECIALS = ["<unk>", "<s>", "</s>"]
@@ -37,6 +37,7 @@ def build_tiny_llm(
         return directory
     vocab_words = SPECIALS + [w for w in dict.fromkeys(PROMPT_WORDS + spec["words"]) if w not in SPECIALS]
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab_words)}, unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     config = LlamaConfig(

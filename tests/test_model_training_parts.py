@@ -1,0 +1,91 @@
+"""Which parameters train, generation, compressors, WER and the schedule."""
+
+import math
+
+import pytest
+import torch
+
+from avsr_sinks.evaluation.wer import corpus_wer, normalize_text
+from avsr_sinks.model.avsr import DecorrelationSettings, GenerationSettings, LlamaAVSR
+from avsr_sinks.model.compressor import AvgPoolCompressor, StackCompressor
+from avsr_sinks.training.schedule import warmup_cosine
+from conftest import FrameEncoder
+
+BATCH = {"audio": torch.randn(2, 900, generator=torch.Generator().manual_seed(3)),
+         "audio_lengths": torch.tensor([900, 400]), "text": ["one two", "blue"], "ids": ["a", "b"]}
+
+
+def _frozen_encoder():
+    encoder = FrameEncoder("audio", hop=100)
+    encoder.requires_grad_(False)
+    return encoder
+
+
+def test_gradients_reach_only_lora_projectors_and_new_embedding_rows(tiny_llm):
+    llm, tok, special = tiny_llm
+    model = LlamaAVSR(llm, tok, special, "asr", [2], audio_encoder=_frozen_encoder(),
+                      decorrelation=DecorrelationSettings(weight=10.0))
+    embedding_before = llm.get_base_model().model.embed_tokens.weight.detach().clone()
+    model(BATCH).loss.backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert with_grad == trainable  # every trainable parameter gets a gradient, nothing else does
+    # lora_A's gradient is exactly zero while lora_B is at its zero init; all others move
+    silent = {n for n in trainable if model.get_parameter(n).grad.abs().sum() == 0}
+    assert silent == {n for n in trainable if "lora_A" in n}
+    assert all(("lora_" in n) or n.startswith("projectors.") or "trainable_tokens" in n for n in trainable)
+    assert any("lora_A" in n for n in trainable) and any(n.startswith("projectors.") for n in trainable)
+    # only the rows of the added tokens are trainable, not the whole embedding matrix
+    deltas = [p for n, p in model.named_parameters() if "trainable_tokens_delta" in n]
+    assert len(deltas) == 1 and deltas[0].shape[0] == len(special.added)
+    assert set(special.added) >= {special.pad, special.audio_start, special.audio_end, special.video_start, special.video_end}
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0).step()
+    weight_after = llm.get_base_model().model.embed_tokens.weight  # effective rows (base + trained delta)
+    old_rows = [i for i in range(weight_after.shape[0]) if i not in special.added]
+    torch.testing.assert_close(weight_after[old_rows], embedding_before[old_rows])  # the vocabulary is untouched
+    assert not torch.allclose(weight_after[special.added], embedding_before[special.added])  # new rows learn
+
+
+def test_batched_beam_search_equals_one_by_one_and_is_deterministic(tiny_llm):
+    llm, tok, special = tiny_llm
+    torch.manual_seed(1)
+    model = LlamaAVSR(llm, tok, special, "asr", [2], audio_encoder=_frozen_encoder()).eval()
+    # Make the untrained model emit words: bias the output towards the vocabulary's words.
+    settings = GenerationSettings(num_beams=3, max_new_tokens=6)
+    batch = dict(BATCH)
+    together = model.generate(batch, settings)
+    alone = [model.generate({"audio": batch["audio"][i:i + 1, : int(batch["audio_lengths"][i])],
+                             "audio_lengths": batch["audio_lengths"][i:i + 1]}, settings)[0] for i in range(2)]
+    assert together == alone
+    assert model.generate(batch, settings) == together
+    inputs = model.assemble(batch, for_generation=True)
+    ids = model.llm.generate(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, num_beams=3,
+                             max_new_tokens=6, do_sample=False, eos_token_id=special.eos, pad_token_id=special.pad)
+    assert ids.shape[0] == 2 and ids.shape[1] <= 6
+
+
+def test_compressors_by_hand():
+    x = torch.arange(1.0, 8.0).view(1, 7, 1)  # frames 1..7
+    pooled, lengths = AvgPoolCompressor(3)(x, torch.tensor([7]))
+    assert pooled.flatten().tolist() == [2.0, 5.0, 7.0] and lengths.tolist() == [3]
+    pooled, lengths = AvgPoolCompressor(3)(x, torch.tensor([4]))  # frames 5..7 are padding
+    assert pooled.flatten().tolist()[:2] == [2.0, 4.0] and lengths.tolist() == [2]
+    stacked, lengths = StackCompressor(2)(x, torch.tensor([5]))
+    assert stacked[0].tolist()[:3] == [[1.0, 2.0], [3.0, 4.0], [5.0, 0.0]] and lengths.tolist() == [3]
+
+
+def test_wer_hand_computed_cases():
+    result = corpus_wer(["u1", "u2", "u3"], ["the cat sat", "a b c d", "Hello, World!"], ["the bat sat down", "a c d", "hello world"])
+    # u1: 1 substitution + 1 insertion; u2: 1 deletion; u3: exact after normalisation -> 3 / 9
+    assert (result.substitutions, result.deletions, result.insertions, result.reference_words) == (1, 1, 1, 9)
+    assert result.wer == pytest.approx(3 / 9)
+    assert [u.errors for u in result.utterances] == [2, 1, 0]
+    assert corpus_wer(["x"], ["two words"], [""]).deletions == 2
+    assert normalize_text("  It's   A-OK. ") == "it's a ok"
+
+
+def test_warmup_cosine_schedule():
+    assert warmup_cosine(0, 10, 110) == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 110) == pytest.approx(1.0)
+    assert warmup_cosine(60, 10, 110) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert warmup_cosine(110, 10, 110) == pytest.approx(0.0)
