@@ -19,13 +19,16 @@ sys.argv = [sys.argv[0]] + normalize_overrides(sys.argv[1:])
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> None:
-    from avsr_sinks.training.build import ConfigError
-    from avsr_sinks.training.pipeline import train
+    from avsr_sinks.training.config_validation import ConfigError, validate_config
 
+    config = OmegaConf.to_container(cfg, resolve=True)
     try:
-        result = train(OmegaConf.to_container(cfg, resolve=True))
+        validate_config(config)  # before the heavy imports and any weights
     except ConfigError as err:
         sys.exit(f"config error: {err}")
+    from avsr_sinks.training.pipeline import train
+
+    result = train(config)
     if "last_checkpoint" in result:
         print("\n" + json.dumps(result, indent=2, default=str))
         if "test_wer" in result:

@@ -18,13 +18,8 @@ from .compressor import build_compressor
 from .llm import SpecialTokenIds
 from .projector import build_projector
 from .sequence import AssembledInputs, ModalityTokens, assemble_sequences
+from .tasks import DEFAULT_PROMPTS, TASK_MODALITIES
 
-TASK_MODALITIES = {"asr": ("audio",), "vsr": ("video",), "avsr": ("audio", "video")}
-DEFAULT_PROMPTS = {
-    "asr": "Transcribe speech to text.",
-    "vsr": "Transcribe video to text.",
-    "avsr": "Transcribe speech and video to text.",
-}
 
 
 @dataclass

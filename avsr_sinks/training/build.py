@@ -1,8 +1,6 @@
-"""Build LlamaAVSR from the run config (a nested dict / DictConfig, schema in configs/).
+"""Build LlamaAVSR from the run config (a nested dict, schema in configs/).
 
 Everything here reads config keys and calls the library's constructors; it knows no Hydra.
-``validate_config`` runs first so that a missing path or a bad value is reported, with the
-key to set, before any weights load.
 """
 
 from __future__ import annotations
@@ -15,66 +13,14 @@ from transformers import WhisperConfig
 
 from ..encoders import AVHubertEncoder, WhisperEncoder
 from ..encoders.avhubert import AVHubertConfig
-from ..model.avsr import TASK_MODALITIES, DecorrelationSettings, LlamaAVSR
+from ..model.avsr import DecorrelationSettings, LlamaAVSR
+from ..model.tasks import TASK_MODALITIES
 from ..model.llm import LoraSettings, load_llm
 from ..model.tiny_llm import build_tiny_llm
 
-TINY_DEMO_LLM = "tiny-demo"
+from .config_validation import TINY_DEMO_LLM, ConfigError, _is_missing, compression_list, validate_config
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and what to set."""
-
-
-def _is_missing(value) -> bool:
-    return value is None or value == "???"
-
-
-def validate_config(cfg: Mapping) -> None:
-    """Check the keys the model and data need, before anything heavy happens."""
-    task = cfg["task"]["name"]
-    if task not in TASK_MODALITIES:
-        raise ConfigError(f"task.name={task!r}: choose one of {sorted(TASK_MODALITIES)} (e.g. task=avsr)")
-    compression = cfg["compression"]
-    if isinstance(compression, (int, str)) or compression is None:
-        compression = [compression]
-    compression = list(compression)
-    wanted = len(TASK_MODALITIES[task])
-    if len(compression) != wanted or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in compression):
-        example = "compression=16,5 (audio,video)" if task == "avsr" else "compression=4"
-        raise ConfigError(f"compression={compression} does not fit task {task}: it takes {wanted} positive integer(s), e.g. {example}")
-    model = cfg["model"]
-    if _is_missing(model["llm"]["path"]):
-        raise ConfigError("model.llm.path is not set: pass model.llm.path=/path/to/a/Hugging-Face/Llama folder")
-    if model["llm"].get("dtype", "float32") not in DTYPES:
-        raise ConfigError(f"model.llm.dtype={model['llm']['dtype']!r}: choose one of {sorted(DTYPES)}")
-    if "audio" in TASK_MODALITIES[task]:
-        enc = model["audio_encoder"]
-        if _is_missing(enc.get("path")) and not enc.get("trainable"):
-            raise ConfigError("model.audio_encoder.path is not set: pass a Hugging Face Whisper folder (e.g. whisper-medium)")
-    if "video" in TASK_MODALITIES[task]:
-        enc = model["video_encoder"]
-        if _is_missing(enc.get("checkpoint")) and not enc.get("trainable"):
-            raise ConfigError("model.video_encoder.checkpoint is not set: pass an AV-HuBERT checkpoint (e.g. large_vox_iter5.pt)")
-    for key in ("path", "checkpoint"):
-        for enc_key in ("audio_encoder", "video_encoder"):
-            value = model.get(enc_key, {}).get(key)
-            if not _is_missing(value) and not Path(str(value)).expanduser().exists():
-                raise ConfigError(f"model.{enc_key}.{key}={value} does not exist")
-    llm_path = model["llm"]["path"]
-    if llm_path != TINY_DEMO_LLM and str(llm_path).startswith(("/", ".", "~")) and not Path(str(llm_path)).expanduser().is_dir():
-        raise ConfigError(f"model.llm.path={llm_path} is not a directory")
-    decor = cfg["decor"]
-    if decor["lambda"] is None or float(decor["lambda"]) < 0:
-        raise ConfigError(f"decor.lambda={decor['lambda']}: must be a number >= 0")
-    if decor["scope"] not in ("all", "prefix"):
-        raise ConfigError(f"decor.scope={decor['scope']!r}: choose 'all' (paper) or 'prefix' (reference code)")
-
-
-def compression_list(cfg: Mapping) -> list[int]:
-    compression = cfg["compression"]
-    return [int(compression)] if isinstance(compression, int) else [int(c) for c in compression]
 
 
 def build_audio_encoder(enc: Mapping):

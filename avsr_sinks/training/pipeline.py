@@ -13,8 +13,10 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from ..evaluation.runner import evaluate_loader
-from ..model.avsr import TASK_MODALITIES, GenerationSettings
-from .build import build_model, validate_config
+from ..model.avsr import GenerationSettings
+from ..model.tasks import TASK_MODALITIES
+from .build import build_model
+from .config_validation import validate_config
 from .checkpoints import average_checkpoints
 from .datamodule import AVSRDataModule, resolve_corpus
 from .module import AVSRModule, OptimSettings
