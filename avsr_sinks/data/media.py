@@ -42,3 +42,22 @@ def write_audio(path: str | Path, waveform: np.ndarray, sample_rate: int = SAMPL
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), np.asarray(waveform, dtype=np.float32), sample_rate, subtype="PCM_16")
+
+
+def read_video_gray(path: str | Path) -> np.ndarray:
+    """Decode a video to uint8 grayscale frames [T, H, W] (PyAV, one thread: workers parallelise)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"
+        frames = [frame.to_ndarray(format="gray") for frame in container.decode(stream)]
+    if not frames:
+        return np.zeros((0, 0, 0), dtype=np.uint8)
+    return np.stack(frames)
+
+
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read a wav as float32 mono [S]; a different sample rate is an error (resample offline)."""
+    waveform, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    if rate != sample_rate:
+        raise ValueError(f"{path}: sample rate {rate} Hz, expected {sample_rate} Hz; resample the corpus")
+    return waveform.mean(axis=1)

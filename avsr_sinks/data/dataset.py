@@ -1,0 +1,120 @@
+"""The AVSR dataset over an auto_avsr-layout corpus: robust reading, transforms, noise."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .manifest import LabelRow, read_label_csv
+from .media import SAMPLES_PER_FRAME, read_audio, read_video_gray
+from .noise import NoiseConfig, add_noise, utterance_rng
+from .transforms import AugmentConfig, fit_audio, time_mask, video_transform
+
+MODALITIES = ("audio", "video")
+SPLITS = ("train", "val", "test")
+
+
+class BadSampleError(RuntimeError):
+    """A sample whose media are missing, unreadable, empty or mismatched."""
+
+
+class AVSRDataset(torch.utils.data.Dataset):
+    """Samples ``{"id", "text", "audio" [S], "video" [T, 88, 88]}`` with the requested modalities.
+
+    Rows longer than ``max_frames`` frames or ``max_transcript_chars`` characters are filtered
+    out at construction, as Llama-AVSR's label files. A bad sample makes ``__getitem__`` warn and
+    return None (``collate_samples`` drops it) and is recorded in ``skipped`` as (id, reason);
+    ``strict=True`` raises instead. With ``num_workers > 0`` each worker keeps its own
+    ``skipped`` list, so the main process sees only its own; the warnings name every sample.
+    Audio is cut/padded to 640 samples per video frame (the CSV's frame count when video is
+    not read). ``augment`` (train only) enables random crop, time masks and the optional flip;
+    ``noise`` adds noise at an SNR, seeded per utterance so evaluation is repeatable.
+    """
+
+    def __init__(self, root: str | Path, label_csv: str | Path, modalities=MODALITIES, split: str = "train",
+                 max_frames: int | None = None, max_transcript_chars: int | None = None,
+                 noise: NoiseConfig | float | None = None, strict: bool = False, seed: int = 0,
+                 augment: bool | AugmentConfig = True, max_av_mismatch_frames: int = 2) -> None:
+        modalities = tuple(modalities)
+        if not modalities or any(m not in MODALITIES for m in modalities):
+            raise ValueError(f"modalities {modalities} must be a non-empty subset of {MODALITIES}")
+        if split not in SPLITS:
+            raise ValueError(f"split {split!r} must be one of {SPLITS}")
+        if isinstance(noise, (int, float)):
+            noise = NoiseConfig(snr_db=float(noise))
+        if noise is not None and "audio" not in modalities:
+            raise ValueError("noise is added to audio, but the dataset reads no audio")
+        self.root, self.modalities, self.split = Path(root), modalities, split
+        self.noise, self.strict, self.seed = noise, strict, seed
+        self.max_av_mismatch_frames = max_av_mismatch_frames
+        if augment is True:
+            augment = AugmentConfig()
+        self.augment = augment if (augment and split == "train") else None
+        rows = read_label_csv(label_csv, root=self.root)
+        self.rows: list[LabelRow] = [
+            r for r in rows
+            if (max_frames is None or r.n_frames <= max_frames)
+            and (max_transcript_chars is None or len(r.transcript) <= max_transcript_chars)
+        ]
+        self.n_filtered = len(rows) - len(self.rows)
+        self.lengths = [r.n_frames for r in self.rows]
+        self.skipped: list[tuple[str, str]] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def load(self, index: int) -> dict:
+        """The sample at ``index``; raises :class:`BadSampleError` (with the path) if it is bad."""
+        row = self.rows[index]
+        stem = row.media_stem(self.root)
+        sample = {"id": row.utterance_id, "text": row.transcript}
+        n_frames = row.n_frames
+        if "video" in self.modalities:
+            frames = _read(read_video_gray, stem.with_suffix(".mp4"))
+            n_frames = frames.shape[0]
+            try:
+                sample["video"] = video_transform(torch.from_numpy(frames), self.augment)
+            except ValueError as error:
+                raise BadSampleError(f"{stem.with_suffix('.mp4')}: {error}") from error
+        if "audio" in self.modalities:
+            wav_path = stem.with_suffix(".wav")
+            waveform = _read(read_audio, wav_path)
+            if "video" in self.modalities:
+                audio_frames = waveform.shape[0] / SAMPLES_PER_FRAME
+                if abs(audio_frames - n_frames) > self.max_av_mismatch_frames:
+                    raise BadSampleError(f"{wav_path}: audio lasts {audio_frames:.1f} frames but the video "
+                                         f"has {n_frames} (more than {self.max_av_mismatch_frames} apart)")
+            if self.noise is not None:
+                waveform = add_noise(waveform, self.noise, utterance_rng(self.seed, row.utterance_id))
+            audio = fit_audio(torch.from_numpy(np.ascontiguousarray(waveform)), n_frames, SAMPLES_PER_FRAME)
+            if self.augment is not None:
+                audio = time_mask(audio, self.augment.audio_mask_window, self.augment.audio_mask_stride)
+            sample["audio"] = audio
+        return sample
+
+    def __getitem__(self, index: int) -> dict | None:
+        try:
+            return self.load(index)
+        except BadSampleError as error:
+            if self.strict:
+                raise
+            self.skipped.append((self.rows[index].utterance_id, str(error)))
+            warnings.warn(f"skipping bad sample #{len(self.skipped)} in this process: {error} "
+                          f"(data.strict=true fails instead)", stacklevel=2)
+            return None
+
+
+def _read(reader, path: Path) -> np.ndarray:
+    """Read media with ``reader``, turning every failure into a BadSampleError naming the path."""
+    if not path.is_file():
+        raise BadSampleError(f"{path}: missing")
+    try:
+        data = reader(path)
+    except Exception as error:  # corrupt files raise many different decoder errors
+        raise BadSampleError(f"{path}: unreadable ({type(error).__name__}: {error})") from error
+    if data.shape[0] == 0:
+        raise BadSampleError(f"{path}: empty")
+    return data
