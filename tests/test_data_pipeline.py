@@ -79,7 +79,7 @@ def test_bad_samples_skipped_counted_and_strict(tmp_path):
     assert items[0] is not None and items[1:] == [None] * 4
     assert [sid for sid, _ in ds.skipped] == ["lrs3/missing", "lrs3/empty", "lrs3/corrupt", "lrs3/mismatch"]
     reasons = [r for _, r in ds.skipped]
-    assert "missing" in reasons[0] and "unreadable" in reasons[2] and "20.0 frames" in reasons[3]
+    assert "missing" in reasons[0] and "empty" in reasons[1] and "unreadable" in reasons[2] and "20.0 frames" in reasons[3]
     batch = collate_samples(items)
     assert batch["ids"] == ["lrs3/good"] and batch["video"].shape == (1, 6, 88, 88)
     strict = AVSRDataset(tmp_path, tmp_path / "l.csv", split="test", strict=True)

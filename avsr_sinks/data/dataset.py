@@ -18,7 +18,11 @@ SPLITS = ("train", "val", "test")
 
 
 class BadSampleError(RuntimeError):
-    """A sample whose media are missing, unreadable, empty or mismatched."""
+    """A sample whose media are ``kind`` = missing, unreadable, empty or mismatched."""
+
+    def __init__(self, kind: str, path: Path, detail: str = "") -> None:
+        super().__init__(f"{path}: {kind}" + (f" ({detail})" if detail else ""))
+        self.kind, self.path, self.detail = kind, path, detail
 
 
 class AVSRDataset(torch.utils.data.Dataset):
@@ -73,20 +77,17 @@ class AVSRDataset(torch.utils.data.Dataset):
         sample = {"id": row.utterance_id, "text": row.transcript}
         n_frames = row.n_frames
         if "video" in self.modalities:
-            frames = _read(read_video_gray, stem.with_suffix(".mp4"))
+            frames = read_media(read_video_gray, stem.with_suffix(".mp4"))
             n_frames = frames.shape[0]
             try:
                 sample["video"] = video_transform(torch.from_numpy(frames), self.augment)
             except ValueError as error:
-                raise BadSampleError(f"{stem.with_suffix('.mp4')}: {error}") from error
+                raise BadSampleError("unreadable", stem.with_suffix(".mp4"), str(error)) from error
         if "audio" in self.modalities:
             wav_path = stem.with_suffix(".wav")
-            waveform = _read(read_audio, wav_path)
+            waveform = read_media(read_audio, wav_path)
             if "video" in self.modalities:
-                audio_frames = waveform.shape[0] / SAMPLES_PER_FRAME
-                if abs(audio_frames - n_frames) > self.max_av_mismatch_frames:
-                    raise BadSampleError(f"{wav_path}: audio lasts {audio_frames:.1f} frames but the video "
-                                         f"has {n_frames} (more than {self.max_av_mismatch_frames} apart)")
+                check_av_match(wav_path, waveform.shape[0], n_frames, self.max_av_mismatch_frames)
             if self.noise is not None:
                 waveform = add_noise(waveform, self.noise, utterance_rng(self.seed, row.utterance_id))
             audio = fit_audio(torch.from_numpy(np.ascontiguousarray(waveform)), n_frames, SAMPLES_PER_FRAME)
@@ -107,14 +108,24 @@ class AVSRDataset(torch.utils.data.Dataset):
             return None
 
 
-def _read(reader, path: Path) -> np.ndarray:
+def read_media(reader, path: Path) -> np.ndarray:
     """Read media with ``reader``, turning every failure into a BadSampleError naming the path."""
     if not path.is_file():
-        raise BadSampleError(f"{path}: missing")
+        raise BadSampleError("missing", path)
+    if path.stat().st_size == 0:
+        raise BadSampleError("empty", path, "0 bytes")
     try:
         data = reader(path)
     except Exception as error:  # corrupt files raise many different decoder errors
-        raise BadSampleError(f"{path}: unreadable ({type(error).__name__}: {error})") from error
+        raise BadSampleError("unreadable", path, f"{type(error).__name__}: {error}") from error
     if data.shape[0] == 0:
-        raise BadSampleError(f"{path}: empty")
+        raise BadSampleError("empty", path)
     return data
+
+
+def check_av_match(wav_path: Path, n_samples: int, n_video_frames: int, tolerance_frames: int) -> None:
+    """Raise a 'mismatched' BadSampleError when audio and video durations differ by more than the tolerance."""
+    audio_frames = n_samples / SAMPLES_PER_FRAME
+    if abs(audio_frames - n_video_frames) > tolerance_frames:
+        raise BadSampleError("mismatched", wav_path, f"audio lasts {audio_frames:.1f} frames but the video has "
+                             f"{n_video_frames}, more than {tolerance_frames} apart")
