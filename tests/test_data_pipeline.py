@@ -169,3 +169,13 @@ def test_noise_option_on_dataset(tmp_path):
     noisy = AVSRDataset(tmp_path, tmp_path / "l.csv", modalities=("audio",), split="test", noise=5.0)[0]["audio"]
     measured = 10 * np.log10((clean.double() ** 2).sum() / ((noisy.double() - clean.double()) ** 2).sum())
     assert abs(float(measured) - 5.0) < 0.1
+
+
+def test_read_video_gray_recovers_full_range_values(tmp_path):
+    from avsr_sinks.data.media import read_video_gray
+    levels = np.array([0, 16, 50, 128, 235, 255], dtype=np.uint8)
+    frames = np.broadcast_to(levels[:, None, None], (6, 32, 32)).copy()
+    write_video(tmp_path / "v.mp4", frames)
+    decoded = read_video_gray(tmp_path / "v.mp4")
+    assert decoded.shape == (6, 32, 32) and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - frames).max() <= 2  # H.264 at crf 10 is near-lossless
