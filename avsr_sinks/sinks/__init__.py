@@ -5,4 +5,6 @@ from .attention_scores import attention_sink_scores
 from .cosine import bos_cosine_similarity, pairwise_cosine
 from .decorrelation import decorrelation_loss
 from .detection import SinkRule, sink_mask, sink_positions, text_token_labels
+from .origin import residual_contributions
+from .rotation import rotated, rotation_effect
 from .streams import residual_streams
