@@ -8,3 +8,4 @@ from .detection import SinkRule, sink_mask, sink_positions, text_token_labels
 from .origin import residual_contributions
 from .rotation import rotated, rotation_effect
 from .streams import residual_streams
+from .summary import sink_summary, summarize
