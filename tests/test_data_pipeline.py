@@ -74,12 +74,14 @@ def test_bad_samples_skipped_counted_and_strict(tmp_path):
     mismatch = make_clip(tmp_path, "mismatch", 6, audio_frames=20)
     write_label_csv(tmp_path / "l.csv", [good, missing, empty, corrupt, mismatch])
     ds = AVSRDataset(tmp_path, tmp_path / "l.csv", split="test")
-    with pytest.warns(UserWarning, match="skipping bad sample"):
+    with pytest.warns(UserWarning, match="skipping bad sample") as caught:
         items = [ds[i] for i in range(len(ds))]
+    assert "audio lasts 20.0 frames but the video has 6" in str(caught[-1].message)
     assert items[0] is not None and items[1:] == [None] * 4
     assert [sid for sid, _ in ds.skipped] == ["lrs3/missing", "lrs3/empty", "lrs3/corrupt", "lrs3/mismatch"]
     reasons = [r for _, r in ds.skipped]
-    assert "missing" in reasons[0] and "empty" in reasons[1] and "unreadable" in reasons[2] and "20.0 frames" in reasons[3]
+    assert "missing" in reasons[0] and "empty" in reasons[1] and "unreadable" in reasons[2] and "mismatched" in reasons[3]
+    assert reasons[2].endswith("corrupt.wav") and reasons[0].endswith("missing.mp4")
     batch = collate_samples(items)
     assert batch["ids"] == ["lrs3/good"] and batch["video"].shape == (1, 6, 88, 88)
     strict = AVSRDataset(tmp_path, tmp_path / "l.csv", split="test", strict=True)
@@ -179,3 +181,14 @@ def test_read_video_gray_recovers_full_range_values(tmp_path):
     decoded = read_video_gray(tmp_path / "v.mp4")
     assert decoded.shape == (6, 32, 32) and decoded.dtype == np.uint8
     assert np.abs(decoded.astype(int) - frames).max() <= 2  # H.264 at crf 10 is near-lossless
+
+
+def test_dataloader_workers_report_skipped_samples(tmp_path):
+    rows = [make_clip(tmp_path, f"c{i}", 4 + i) for i in range(5)] + [LabelRow("lrs3", "lost", 5, "1", "x")]
+    write_label_csv(tmp_path / "l.csv", rows)
+    ds = AVSRDataset(tmp_path, tmp_path / "l.csv", split="val")
+    sampler = FrameBudgetBatchSampler(ds.lengths, max_frames=20, shuffle=False)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate_samples, num_workers=2)
+    ids = [i for batch in loader for i in batch["ids"]]  # the warning goes to the worker's stderr
+    assert sorted(ids) == sorted(f"lrs3/c{i}" for i in range(5))
+    assert ds.skipped == [("lrs3/lost", f"missing {tmp_path / 'lrs3' / 'lost.mp4'}")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from .transforms import AugmentConfig, fit_audio, time_mask, video_transform
 
 MODALITIES = ("audio", "video")
 SPLITS = ("train", "val", "test")
+# What went wrong with which file, as recorded per sample in shared memory (code = index + 1).
+PROBLEMS = [(kind, suffix) for kind in ("missing", "unreadable", "empty") for suffix in (".mp4", ".wav")]
+PROBLEMS.append(("mismatched", ".wav"))
 
 
 class BadSampleError(RuntimeError):
@@ -30,9 +34,9 @@ class AVSRDataset(torch.utils.data.Dataset):
 
     Rows longer than ``max_frames`` frames or ``max_transcript_chars`` characters are filtered
     out at construction, as Llama-AVSR's label files. A bad sample makes ``__getitem__`` warn and
-    return None (``collate_samples`` drops it) and is recorded in ``skipped`` as (id, reason);
-    ``strict=True`` raises instead. With ``num_workers > 0`` each worker keeps its own
-    ``skipped`` list, so the main process sees only its own; the warnings name every sample.
+    return None (``collate_samples`` drops it) and is listed by ``skipped`` as (id, reason) in
+    every process, DataLoader workers included (one shared byte per sample records it);
+    ``strict=True`` raises instead.
     Audio is cut/padded to 640 samples per video frame (the CSV's frame count when video is
     not read). ``augment`` (train only) enables random crop, time masks and the optional flip;
     ``noise`` adds noise at an SNR, seeded per utterance so evaluation is repeatable.
@@ -65,7 +69,8 @@ class AVSRDataset(torch.utils.data.Dataset):
         ]
         self.n_filtered = len(rows) - len(self.rows)
         self.lengths = [r.n_frames for r in self.rows]
-        self.skipped: list[tuple[str, str]] = []
+        # Shared memory, so that marks made in DataLoader workers are seen by the trainer.
+        self._problem_codes = multiprocessing.RawArray("b", max(len(self.rows), 1))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -102,10 +107,16 @@ class AVSRDataset(torch.utils.data.Dataset):
         except BadSampleError as error:
             if self.strict:
                 raise
-            self.skipped.append((self.rows[index].utterance_id, str(error)))
-            warnings.warn(f"skipping bad sample #{len(self.skipped)} in this process: {error} "
+            self._problem_codes[index] = PROBLEMS.index((error.kind, error.path.suffix)) + 1
+            warnings.warn(f"skipping bad sample ({len(self.skipped)} so far): {error} "
                           f"(data.strict=true fails instead)", stacklevel=2)
             return None
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """Samples skipped so far, as (id, "<kind> <path>"), in dataset order."""
+        return [(row.utterance_id, f"{PROBLEMS[code - 1][0]} {row.media_stem(self.root)}{PROBLEMS[code - 1][1]}")
+                for row, code in zip(self.rows, self._problem_codes) if code]
 
 
 def read_media(reader, path: Path) -> np.ndarray:
