@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _tick_labels(ax, labels: list[str], max_ticks: int = 40) -> None:
@@ -20,6 +21,11 @@ def _tick_labels(ax, labels: list[str], max_ticks: int = 40) -> None:
 
 
 def _save(fig, path: Path) -> Path:
+    for ax in fig.axes:  # layers are whole numbers
+        if ax.get_xlabel() == "layer":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.get_ylabel() == "layer":
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -68,7 +74,7 @@ def contributions(rows: list[dict], path: Path) -> Path:
     layers = [row["layer"] for row in rows]
     for key, style in (("attn_norm_sink", "-o"), ("mlp_norm_sink", "-s"), ("attn_norm_other", "--o"), ("mlp_norm_other", "--s")):
         ax.plot(layers, [row[key] for row in rows], style, label=key.replace("_norm_", " @ ").replace("other", "non-sink"))
-    ax.set_yscale("log")
+    ax.set_yscale("symlog", linthresh=1e-2)  # zero contributions stay visible
     ax.set_xlabel("layer")
     ax.set_ylabel("mean ||block output||")
     ax.set_title("Attention vs MLP contribution to the residual stream")
