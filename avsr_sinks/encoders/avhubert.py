@@ -312,6 +312,10 @@ def config_from_checkpoint(checkpoint: dict, path: str | Path = "checkpoint") ->
         raise CheckpointError(f"{path}: cfg.model.layer_norm_first=False (post-LN) is not supported; AV-HuBERT uses pre-LN")
     if cfg.get("modality_fuse", "concat") != "concat":
         raise CheckpointError(f"{path}: cfg.model.modality_fuse={cfg['modality_fuse']!r}; only 'concat' is supported")
+    if cfg.get("resnet_relu_type", "prelu") != "prelu":
+        raise CheckpointError(f"{path}: cfg.model.resnet_relu_type={cfg['resnet_relu_type']!r}; only 'prelu' is supported")
+    if cfg.get("sub_encoder_layers", 0):
+        raise CheckpointError(f"{path}: cfg.model.sub_encoder_layers={cfg['sub_encoder_layers']}; only 0 is supported")
     state = checkpoint["model"]
     widths = []
     while f"feature_extractor_video.resnet.trunk.layer{len(widths) + 1}.0.conv1.weight" in state:

@@ -32,8 +32,8 @@ PLACEHOLDER_NAMES = (
     "typing.Any",
 )
 
-# Keys used only by pretraining (masked prediction heads); dropped on purpose.
-PRETRAINING_ONLY_PREFIXES = ("final_proj.", "label_embs_concat", "mask_emb")
+# Keys used only by pretraining (masked prediction heads, optional target GLU); dropped on purpose.
+PRETRAINING_ONLY_PREFIXES = ("final_proj.", "label_embs_concat", "mask_emb", "target_glu.")
 
 
 class InertObject:
