@@ -192,3 +192,14 @@ def test_dataloader_workers_report_skipped_samples(tmp_path):
     ids = [i for batch in loader for i in batch["ids"]]  # the warning goes to the worker's stderr
     assert sorted(ids) == sorted(f"lrs3/c{i}" for i in range(5))
     assert ds.skipped == [("lrs3/lost", f"missing {tmp_path / 'lrs3' / 'lost.mp4'}")]
+
+
+def test_dotted_names_and_zero_frame_rows(tmp_path):
+    write_audio(tmp_path / "lrs3" / "clip.v2.wav", np.full(640 * 3, 0.2))
+    write_audio(tmp_path / "lrs3" / "zero.wav", np.full(640, 0.2))
+    write_label_csv(tmp_path / "l.csv", [LabelRow("lrs3", "clip.v2", 3, "1", "a"), LabelRow("lrs3", "zero", 0, "1", "b")])
+    ds = AVSRDataset(tmp_path, tmp_path / "l.csv", modalities=("audio",), split="test")
+    assert ds[0]["audio"].shape == (1920,)
+    with pytest.warns(UserWarning, match="0 frames"):
+        assert ds[1] is None
+    assert [kind.split()[0] for _, kind in ds.skipped] == ["empty"]

@@ -78,19 +78,21 @@ class AVSRDataset(torch.utils.data.Dataset):
     def load(self, index: int) -> dict:
         """The sample at ``index``; raises :class:`BadSampleError` (with the path) if it is bad."""
         row = self.rows[index]
-        stem = row.media_stem(self.root)
         sample = {"id": row.utterance_id, "text": row.transcript}
         n_frames = row.n_frames
         if "video" in self.modalities:
-            frames = read_media(read_video_gray, stem.with_suffix(".mp4"))
+            mp4_path = row.media_path(self.root, ".mp4")
+            frames = read_media(read_video_gray, mp4_path)
             n_frames = frames.shape[0]
             try:
                 sample["video"] = video_transform(torch.from_numpy(frames), self.augment)
             except ValueError as error:
-                raise BadSampleError("unreadable", stem.with_suffix(".mp4"), str(error)) from error
+                raise BadSampleError("unreadable", mp4_path, str(error)) from error
         if "audio" in self.modalities:
-            wav_path = stem.with_suffix(".wav")
+            wav_path = row.media_path(self.root, ".wav")
             waveform = read_media(read_audio, wav_path)
+            if n_frames == 0:
+                raise BadSampleError("empty", wav_path, "the label CSV gives 0 frames")
             if "video" in self.modalities:
                 check_av_match(wav_path, waveform.shape[0], n_frames, self.max_av_mismatch_frames)
             if self.noise is not None:
@@ -115,7 +117,7 @@ class AVSRDataset(torch.utils.data.Dataset):
     @property
     def skipped(self) -> list[tuple[str, str]]:
         """Samples skipped so far, as (id, "<kind> <path>"), in dataset order."""
-        return [(row.utterance_id, f"{PROBLEMS[code - 1][0]} {row.media_stem(self.root)}{PROBLEMS[code - 1][1]}")
+        return [(row.utterance_id, f"{PROBLEMS[code - 1][0]} {row.media_path(self.root, PROBLEMS[code - 1][1])}")
                 for row, code in zip(self.rows, self._problem_codes) if code]
 
 

@@ -24,6 +24,11 @@ class LabelRow:
         """Path without extension: add ``.mp4`` or ``.wav``."""
         return Path(root) / self.dataset / self.rel_path
 
+    def media_path(self, root: str | Path, extension: str) -> Path:
+        """``root/<dataset>/<rel_path><extension>`` (appended: rel_path may contain dots)."""
+        stem = self.media_stem(root)
+        return stem.parent / (stem.name + extension)
+
     @property
     def utterance_id(self) -> str:
         return f"{self.dataset}/{self.rel_path}"

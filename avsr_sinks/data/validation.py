@@ -45,23 +45,24 @@ def check_row(row: LabelRow, root: Path, modalities: tuple[str, ...], max_frames
               max_av_mismatch_frames: int) -> list[tuple[str, str, str]]:
     """Every problem of one sample as (kind, path, detail); empty when it is fine."""
     stem = row.media_stem(root)
+    mp4_path, wav_path = row.media_path(root, ".mp4"), row.media_path(root, ".wav")
     problems = []
     if max_frames is not None and row.n_frames > max_frames:
         problems.append(("too_long", str(stem), f"{row.n_frames} frames > max_frames {max_frames}"))
     n_video = None
     try:
         if "video" in modalities:
-            n_video = read_media(read_video_gray, stem.with_suffix(".mp4")).shape[0]
+            n_video = read_media(read_video_gray, mp4_path).shape[0]
             if abs(n_video - row.n_frames) > max_av_mismatch_frames:
-                problems.append(("mismatched", str(stem.with_suffix(".mp4")),
+                problems.append(("mismatched", str(mp4_path),
                                  f"video has {n_video} frames, the CSV says {row.n_frames}"))
     except BadSampleError as error:
         problems.append((error.kind, str(error.path), error.detail))
     try:
         if "audio" in modalities:
-            n_samples = read_media(read_audio, stem.with_suffix(".wav")).shape[0]
+            n_samples = read_media(read_audio, wav_path).shape[0]
             if n_video is not None:
-                check_av_match(stem.with_suffix(".wav"), n_samples, n_video, max_av_mismatch_frames)
+                check_av_match(wav_path, n_samples, n_video, max_av_mismatch_frames)
     except BadSampleError as error:
         problems.append((error.kind, str(error.path), error.detail))
     return problems
