@@ -224,3 +224,13 @@ def test_stacking_gives_104_dims_at_25_hz_and_normalises():
     feats = audio_features(wave, 52)  # padded to the video length with zeros, then normalised
     assert feats.shape == (52, 104)
     assert abs(feats.mean().item()) < 1e-5 and abs(feats.std(unbiased=False).item() - 1) < 1e-3
+
+
+def test_video_frontend_matches_official_3d_pool_then_per_frame_trunk(source):
+    resnet = source.feature_extractor_video.resnet
+    video = torch.randn(2, 5, 88, 88, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        stem = torch.nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))(resnet.frontend3D(video.unsqueeze(1)))
+        per_frame = torch.stack([resnet.trunk(stem[:, :, t]) for t in range(5)], dim=1)
+        torch.testing.assert_close(resnet(video), per_frame, rtol=1e-5, atol=1e-5)
+    assert per_frame.shape == (2, 5, 16)

@@ -99,11 +99,12 @@ class ResNetEncoder(nn.Module):
     def __init__(self, widths: tuple[int, ...]) -> None:
         super().__init__()
         stem = widths[0]
+        # The official stem ends in MaxPool3d((1, 3, 3)); with a time kernel of 1 it is the 2D pool
+        # applied per frame, done below after folding time into the batch (faster, no weights).
         self.frontend3D = nn.Sequential(
             nn.Conv3d(1, stem, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
             nn.BatchNorm3d(stem),
             nn.PReLU(stem),
-            nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
         )
         self.trunk = ResNetTrunk(widths)
 
@@ -112,8 +113,8 @@ class ResNetEncoder(nn.Module):
         batch, frames = video.shape[:2]
         x = self.frontend3D(video.unsqueeze(1))  # [B, C, T, H', W']
         x = x.transpose(1, 2).flatten(0, 1)  # time folded into the batch for the 2D trunk
-        x = self.trunk(x.contiguous(memory_format=torch.channels_last))
-        return x.view(batch, frames, -1)
+        x = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), 3, 2, 1)
+        return self.trunk(x).view(batch, frames, -1)
 
 
 class VideoFeatureExtractor(nn.Module):
