@@ -12,7 +12,7 @@ import torch
 from .manifest import LabelRow, read_label_csv
 from .media import SAMPLES_PER_FRAME, read_audio, read_video_gray
 from .noise import NoiseConfig, add_noise, utterance_rng
-from .transforms import AugmentConfig, fit_audio, time_mask, video_transform
+from .transforms import AugmentConfig, fit_audio, time_mask_, video_transform
 
 MODALITIES = ("audio", "video")
 SPLITS = ("train", "val", "test")
@@ -99,7 +99,7 @@ class AVSRDataset(torch.utils.data.Dataset):
                 waveform = add_noise(waveform, self.noise, utterance_rng(self.seed, row.utterance_id))
             audio = fit_audio(torch.from_numpy(np.ascontiguousarray(waveform)), n_frames, SAMPLES_PER_FRAME)
             if self.augment is not None:
-                audio = time_mask(audio, self.augment.audio_mask_window, self.augment.audio_mask_stride)
+                audio = time_mask_(audio, self.augment.audio_mask_window, self.augment.audio_mask_stride)
             sample["audio"] = audio
         return sample
 

@@ -24,9 +24,8 @@ class AugmentConfig:
     audio_mask_stride: int = SAMPLE_RATE
 
 
-def time_mask(x: torch.Tensor, window: int, stride: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Zero ``len(x) // stride`` random spans of at most ``window`` steps along dim 0 (a copy)."""
-    x = x.clone()
+def time_mask_(x: torch.Tensor, window: int, stride: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Zero, in place, ``len(x) // stride`` random spans of at most ``window`` steps along dim 0."""
     length = x.shape[0]
     for _ in range(length // stride if stride > 0 else 0):
         span = int(torch.randint(0, window + 1, (1,), generator=generator))
@@ -43,19 +42,18 @@ def video_transform(frames: torch.Tensor, augment: AugmentConfig | None,
     """
     if frames.shape[1] < CROP_SIZE or frames.shape[2] < CROP_SIZE:
         raise ValueError(f"video frames {tuple(frames.shape[1:])} are smaller than the {CROP_SIZE}x{CROP_SIZE} crop")
-    x = frames.float() / 255.0
-    height, width = x.shape[1:]
+    height, width = frames.shape[1:]
     if augment is not None and augment.random_crop:
         top = int(torch.randint(0, height - CROP_SIZE + 1, (1,), generator=generator))
         left = int(torch.randint(0, width - CROP_SIZE + 1, (1,), generator=generator))
     else:
         top, left = (height - CROP_SIZE) // 2, (width - CROP_SIZE) // 2
-    x = x[:, top:top + CROP_SIZE, left:left + CROP_SIZE]
+    x = frames[:, top:top + CROP_SIZE, left:left + CROP_SIZE].float().div_(255.0)  # crop first: less to convert
     if augment is not None:
         if augment.horizontal_flip and bool(torch.rand((), generator=generator) < 0.5):
             x = x.flip(-1)
-        x = time_mask(x, augment.video_mask_window, augment.video_mask_stride, generator)
-    return (x - VIDEO_MEAN) / VIDEO_STD
+        time_mask_(x, augment.video_mask_window, augment.video_mask_stride, generator)
+    return x.sub_(VIDEO_MEAN).div_(VIDEO_STD)
 
 
 def fit_audio(waveform: torch.Tensor, n_frames: int, samples_per_frame: int) -> torch.Tensor:
