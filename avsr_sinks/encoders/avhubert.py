@@ -271,33 +271,28 @@ class AVHubertEncoder(FrozenEncoder):
             raise ValueError(f"modality={self.modality!r} needs video={uses_video} and audio={uses_audio} inputs")
         with self.grad_context():
             if uses_video:
-                lengths = _lengths_or_full(video_lengths, video)
-                frames = video.shape[1]
+                lengths, frames = _lengths_or_full(video_lengths, video), video.shape[1]
             else:
-                audio_lengths_ = _lengths_or_full(audio_lengths, audio)
-                lengths = torch.tensor([-(-num_filterbank_frames(int(n)) // STACK) for n in audio_lengths_])
+                samples = _lengths_or_full(audio_lengths, audio)
+                lengths = torch.tensor([-(-num_filterbank_frames(int(n)) // STACK) for n in samples])
                 frames = int(lengths.max())
-            lengths = lengths.to(self.layer_norm.weight.device)
-            key_mask = torch.arange(frames, device=lengths.device) < lengths[:, None]
-            parts = []
-            zeros = torch.zeros(len(lengths), frames, self.config.dim, device=lengths.device)
+            device = self.layer_norm.weight.device
+            key_mask = torch.arange(frames, device=device) < lengths.to(device)[:, None]
+            zeros = torch.zeros(len(lengths), frames, self.config.dim, device=device)  # a missing modality
+            audio_part = video_part = zeros
             if uses_audio:
-                audio_lengths_ = _lengths_or_full(audio_lengths, audio)
+                samples = _lengths_or_full(audio_lengths, audio)
                 feats = torch.stack([
                     F.pad(audio_features(wave[: int(n)], int(t)), (0, 0, 0, frames - int(t)))
-                    for wave, n, t in zip(audio, audio_lengths_, lengths)
+                    for wave, n, t in zip(audio, samples, lengths)
                 ])
-                parts.append(self.feature_extractor_audio(feats))
-            else:
-                parts.append(zeros)
+                audio_part = self.feature_extractor_audio(feats)
             if uses_video:
                 video = video * key_mask[:, :, None, None]  # the 3D stem sees zeros past the end
-                parts.append(self.feature_extractor_video(video))
-            else:
-                parts.append(zeros)
-            x = self.post_extract_proj(self.layer_norm(torch.cat(parts, dim=-1)))
+                video_part = self.feature_extractor_video(video)
+            x = self.post_extract_proj(self.layer_norm(torch.cat([audio_part, video_part], dim=-1)))
             x = self.encoder(self.dropout_input(x), key_mask)
-        return x, lengths
+        return x, lengths.to(device)
 
 
 def _lengths_or_full(lengths: torch.Tensor | None, batch: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ utterance is layer-normed over time and frequency, as the official dataset does.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -32,6 +33,7 @@ def _mel_to_hz(mel):
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
+@functools.lru_cache(maxsize=None)
 def mel_filterbank(num_bands: int = NUM_BANDS, nfft: int = NFFT, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Triangular mel filters [num_bands, nfft // 2 + 1] on integer FFT bins (0 Hz to Nyquist)."""
     mels = np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), num_bands + 2)
