@@ -72,3 +72,23 @@ def test_alpha_without_mask_on_inputs_embeds(model_dir):
     embeds = model.get_input_embeddings()(input_ids)
     alpha = attention_sink_scores(model, inputs_embeds=embeds, query_chunk=2)
     torch.testing.assert_close(alpha, expected, atol=1e-5, rtol=0)
+
+
+def test_alpha_on_peft_model_includes_lora(model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(3)
+    wrapped = get_peft_model(LlamaForCausalLM.from_pretrained(model_dir),
+                             LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    for name, parameter in wrapped.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.5)  # LoRA must change the scores to be seen
+    wrapped.eval()
+    input_ids = torch.randint(1, 50, (1, 8))
+    mask = torch.ones_like(input_ids)
+    alpha = attention_sink_scores(wrapped, attention_mask=mask, input_ids=input_ids)
+    merged_dir = tmp_path / "merged"
+    wrapped.merge_and_unload().save_pretrained(merged_dir)
+    expected = brute_force_alpha(merged_dir, input_ids, mask, torch.arange(8)[None])
+    torch.testing.assert_close(alpha, expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(expected, brute_force_alpha(model_dir, input_ids, mask, torch.arange(8)[None]), atol=1e-3)
