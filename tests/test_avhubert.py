@@ -9,7 +9,6 @@ import types
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from avsr_sinks.encoders import AVHubertConfig, AVHubertEncoder, CheckpointError
 from avsr_sinks.encoders.filterbank import audio_features, log_filterbank, stacked_filterbank
