@@ -17,7 +17,7 @@ So the words differ in both streams: audio alone separates all words by their fo
 alone by shape x opening count. Per utterance there is random variation so nothing is memorised
 exactly: word durations 8-12 video frames (speed), silences of 2-4 frames, pitch jitter per
 word, gain, background hiss; mouth position jitter of a few pixels (the learner sees random
-88x88 crops), brightness, pixel noise. The mouth is large and centred: the learner is a tiny CNN.
+88x88 crops), brightness, skin texture. The mouth is large and centred: the learner is a tiny CNN.
 
 Audio is exactly 640 samples (16 kHz) per video frame (25 fps). The corpus is laid out like
 auto_avsr's LRS3: ``root/synthetic/<split>/<utt>.mp4`` with the ``.wav`` beside it, and 5-field
@@ -168,7 +168,7 @@ def syllable_envelope(word_id: int, n: int) -> np.ndarray:
     return np.abs(np.sin(np.pi * (word_id % 3 + 1) * phase))
 
 
-def render_audio(config: SyntheticCorpusConfig, plan: UtterancePlan, rng: np.random.Generator) -> np.ndarray:
+def render_audio(plan: UtterancePlan, rng: np.random.Generator) -> np.ndarray:
     """Float32 waveform of the plan, 640 samples per video frame, peak below 1."""
     waveform = np.zeros(plan.n_frames * SAMPLES_PER_FRAME)
     for word_id, (start, end) in zip(plan.word_ids, plan.word_spans):
@@ -188,7 +188,7 @@ def render_audio(config: SyntheticCorpusConfig, plan: UtterancePlan, rng: np.ran
     return np.clip(waveform, -0.99, 0.99).astype(np.float32)
 
 
-def mouth_opening(config: SyntheticCorpusConfig, plan: UtterancePlan) -> tuple[np.ndarray, np.ndarray]:
+def mouth_opening(plan: UtterancePlan) -> tuple[np.ndarray, np.ndarray]:
     """Per frame: the opening (fraction of the shape's full opening) and the shape index (-1 at rest)."""
     opening = np.full(plan.n_frames, REST_OPENING)
     shape = np.full(plan.n_frames, -1)
@@ -209,7 +209,7 @@ def render_video(config: SyntheticCorpusConfig, plan: UtterancePlan, rng: np.ran
     """Uint8 grayscale frames [T, S, S]: dark mouth cavity in lips on skin, animated per word."""
     size = config.image_size
     scale = size / 96.0
-    opening, shape = mouth_opening(config, plan)
+    opening, shape = mouth_opening(plan)
     centre = size / 2 + rng.uniform(-3, 3, 2) * scale
     wobble = rng.uniform(-0.5, 0.5, plan.n_frames)
     # Skin: soft vertical shading plus a per-utterance texture (a different "face" each time).
@@ -237,7 +237,7 @@ def render_utterance(config: SyntheticCorpusConfig, split: str, index: int
     """Plan, video frames [T, S, S] uint8 and waveform [640 T] float32 of one utterance."""
     rng = utterance_rng(config, split, index)
     plan = plan_utterance(config, split, index, rng)
-    return plan, render_video(config, plan, rng), render_audio(config, plan, rng)
+    return plan, render_video(config, plan, rng), render_audio(plan, rng)
 
 
 def _write_utterance(job: tuple[SyntheticCorpusConfig, Path, str, int]) -> LabelRow:
