@@ -61,3 +61,14 @@ def test_cosine_and_streams_against_output_hidden_states(tmp_path):
     matrix = pairwise_cosine(streams[1, 1])
     x = streams[1, 1]
     assert abs(matrix[1, 4].item() - (x[1] @ x[4] / (x[1].norm() * x[4].norm())).item()) < 1e-5
+
+
+def test_text_token_labels_with_left_padding(tiny_llm):
+    from avsr_sinks.sinks import text_token_labels
+
+    _, tokenizer, _ = tiny_llm
+    ids = tokenizer(["one two", "red"], add_special_tokens=False)["input_ids"]
+    row0, row1 = ids[0], ids[1]
+    batch = torch.tensor([[0, *row0], [0, 0, *row1]])
+    mask = torch.tensor([[0, 1, 1], [0, 0, 1]])
+    assert text_token_labels(tokenizer, batch, mask) == [["PAD", "BOS", "two"], ["PAD", "PAD", "BOS"]]
