@@ -60,6 +60,7 @@ def attention_sink_scores(
     layers = decoder_layers(model)
     results: dict[int, torch.Tensor] = {}
     handles = []
+    valid_given = None if attention_mask is None else attention_mask.bool()
 
     def hook_for(index: int):
         def hook(module, args, kwargs):
@@ -67,12 +68,12 @@ def attention_sink_scores(
             cos_sin = kwargs.get("position_embeddings")
             if cos_sin is None:
                 raise RuntimeError(f"layer {index}: attention received no position_embeddings; a Llama-family model is required")
-            valid = state["valid"] if state["valid"] is not None else torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
+            valid = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device) if valid_given is None \
+                else valid_given.to(hidden.device)
             results[index] = _column_sums(module, hidden, cos_sin, valid, query_chunk)
 
         return hook
 
-    state = {"valid": None if attention_mask is None else attention_mask.bool()}
     for index, layer in enumerate(layers):
         handles.append(layer.self_attn.register_forward_pre_hook(hook_for(index), with_kwargs=True))
     try:
@@ -84,7 +85,7 @@ def attention_sink_scores(
 
     sums = torch.stack([results[i] for i in range(len(layers))])  # [L, B, H, N]
     batch, length = sums.shape[1], sums.shape[3]
-    valid = state["valid"] if state["valid"] is not None else torch.ones(batch, length, dtype=torch.bool)
+    valid = torch.ones(batch, length, dtype=torch.bool) if valid_given is None else valid_given
     valid = valid.to(sums.device)
     # Number of valid queries at or after each position (the queries that can see it).
     seen_by = valid.flip(-1).cumsum(-1).flip(-1).float() * valid
