@@ -54,15 +54,16 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
     return output
 
 
-def load_trained_model(path: str | Path, overrides: Mapping | None = None) -> tuple[LlamaAVSR, dict]:
+def load_trained_model(path: str | Path, data_overrides: Mapping | None = None) -> tuple[LlamaAVSR, dict]:
     """Rebuild LlamaAVSR from a checkpoint's config and load its trained parameters.
 
-    ``overrides`` replaces top-level config sections (e.g. ``{"data": ...}`` to evaluate on
-    other files). Every parameter the checkpoint holds must exist in the model.
+    ``data_overrides`` replaces keys of the config's ``data`` section (e.g. another test CSV).
+    Every parameter the checkpoint holds must exist in the model, and every trainable one
+    must be in the checkpoint.
     """
     checkpoint = read_checkpoint(path)
     config = checkpoint_config(checkpoint, path)
-    config = {**config, **(overrides or {})}
+    config = {**config, "data": {**config["data"], **(data_overrides or {})}}
     corpus = resolve_corpus(config["data"])
     model = build_model(config, corpus["vocabulary"])
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}

@@ -1,0 +1,29 @@
+"""Evaluate a trained checkpoint: corpus WER (+ S/D/I) and per-utterance CSVs, clean and noisy.
+
+python scripts/eval.py ckpt=outputs/train/<run>/checkpoints/last.ckpt eval.snr=[-5,0,5,10,15,20,clean]
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    from avsr_sinks.training.evaluate import evaluate_checkpoint
+
+    cfg = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        table = evaluate_checkpoint(cfg)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"eval error: {err}")
+    print(json.dumps(table, indent=2))
+
+
+if __name__ == "__main__":
+    main()
