@@ -23,13 +23,15 @@ def _windows(features: torch.Tensor, lengths: torch.Tensor, rate: int):
     return features.view(batch, out_frames, rate, dim), valid.view(batch, out_frames, rate)
 
 
-class AvgPoolCompressor(nn.Module):
+class _Compressor(nn.Module):
     def __init__(self, rate: int) -> None:
         super().__init__()
         if rate < 1:
             raise ValueError(f"compression rate must be >= 1, got {rate}")
         self.rate = rate
 
+
+class AvgPoolCompressor(_Compressor):
     def output_dim(self, input_dim: int) -> int:
         return input_dim
 
@@ -40,13 +42,7 @@ class AvgPoolCompressor(nn.Module):
         return pooled, -(-lengths // self.rate)
 
 
-class StackCompressor(nn.Module):
-    def __init__(self, rate: int) -> None:
-        super().__init__()
-        if rate < 1:
-            raise ValueError(f"compression rate must be >= 1, got {rate}")
-        self.rate = rate
-
+class StackCompressor(_Compressor):
     def output_dim(self, input_dim: int) -> int:
         return input_dim * self.rate
 
