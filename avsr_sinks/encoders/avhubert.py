@@ -113,7 +113,9 @@ class ResNetEncoder(nn.Module):
         batch, frames = video.shape[:2]
         x = self.frontend3D(video.unsqueeze(1))  # [B, C, T, H', W']
         x = x.transpose(1, 2).flatten(0, 1)  # time folded into the batch for the 2D trunk
-        x = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), 3, 2, 1)
+        if x.is_cuda:  # channels_last speeds up cuDNN; on CPU (torch 2.13) its conv/BN backward corrupts the heap
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = F.max_pool2d(x, 3, 2, 1)
         return self.trunk(x).view(batch, frames, -1)
 
 

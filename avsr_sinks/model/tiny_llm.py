@@ -31,7 +31,10 @@ def build_tiny_llm(
     the prompt words. Returns the directory; an existing complete folder is reused."""
     directory = Path(directory)
     marker = directory / "tiny_llm.json"
-    spec = dict(words=sorted(set(words)), hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
+    # Unit-scale init (1/sqrt(width)), not Llama's 0.02: with tied embeddings 0.02 caps every logit near
+    # +-1.3 after the final RMSNorm, so the frozen head could never express a confident prediction.
+    init_std = hidden_size ** -0.5
+    spec = dict(words=sorted(set(words)), init_std=init_std, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
                 num_kv_heads=num_kv_heads, intermediate_size=intermediate_size, seed=seed)
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return directory
@@ -51,6 +54,7 @@ def build_tiny_llm(
         bos_token_id=1,
         eos_token_id=2,
         tie_word_embeddings=True,
+        initializer_range=init_std,
     )
     torch.manual_seed(seed)
     directory.mkdir(parents=True, exist_ok=True)

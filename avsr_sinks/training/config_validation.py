@@ -60,6 +60,13 @@ def validate_config(cfg: Mapping) -> None:
     data = cfg["data"]
     if data["kind"] not in ("synthetic", "lrs"):
         raise ConfigError(f"data.kind={data['kind']!r}: choose 'synthetic' or 'lrs' (data=lrs2|lrs3|synthetic)")
+    if data["kind"] == "synthetic":
+        from ..data.synthetic import SyntheticCorpusConfig
+
+        try:
+            SyntheticCorpusConfig(**{k: tuple(v) if k == "vocabulary" else v for k, v in dict(data["synthetic"]).items()})
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"data.synthetic: {err} (fields: see SyntheticCorpusConfig)") from err
     if data["kind"] == "lrs":
         for key in ("root", "train_csv", "val_csv", "test_csv"):
             if _is_missing(data.get(key)):

@@ -15,10 +15,9 @@ from ..data.synthetic import SyntheticCorpusConfig, ensure_synthetic_corpus
 def resolve_corpus(data: Mapping) -> dict:
     """Root, label CSVs and (for the demo) the vocabulary of the configured corpus."""
     if data["kind"] == "synthetic":
-        sizes = data["synthetic"]
+        fields = {k: tuple(v) if k == "vocabulary" else v for k, v in dict(data["synthetic"]).items()}
         corpus = ensure_synthetic_corpus(
-            Path(str(data["cache_dir"])).expanduser() / "synthetic",
-            SyntheticCorpusConfig(n_train=sizes["train"], n_val=sizes["val"], n_test=sizes["test"], seed=sizes["seed"]),
+            Path(str(data["cache_dir"])).expanduser() / "synthetic", SyntheticCorpusConfig(**fields)
         )
         return {"root": corpus.root, "train_csv": corpus.train_csv, "val_csv": corpus.val_csv,
                 "test_csv": corpus.test_csv, "vocabulary": list(corpus.vocabulary)}
