@@ -41,6 +41,9 @@ def test_default_is_the_demo():
     (["task=vsr", "compression=0"], "positive integer"),
     (["decor.scope=middle"], "decor.scope"),
     (["decor.lambda=-1"], "decor.lambda"),
+    (["baseline.kind=act"], "baseline.kind"),
+    (["data.synthetic.max_words=0"], "data.synthetic"),
+    (["+data.synthetic.speakers=3"], "data.synthetic"),
 ])
 def test_bad_values_name_their_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

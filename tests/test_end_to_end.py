@@ -37,7 +37,7 @@ TINY = [
 
 def _compose(config_name, overrides):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return OmegaConf.to_container(compose(config_name=config_name, overrides=normalize_overrides(overrides)), resolve=False)
+        return OmegaConf.to_container(compose(config_name=config_name, overrides=normalize_overrides(overrides)), resolve=True)
 
 
 def _train_cfg(tmp_path, out, *extra):
@@ -138,3 +138,37 @@ def test_two_process_ddp_on_cpu_through_the_cli(tmp_path):
     single = _cli_train(tmp_path, tmp_path / "single", "trainer.devices=1")
     # The ranks share the frame-budget batches (none repeated): half as many optimizer steps each.
     assert ddp["global_step"] == -(-single["global_step"] // 2)
+
+
+def test_sink_logit_run_trains_its_logits_and_compare_tabulates_every_method(trained):
+    from avsr_sinks.training.act_search import search_act_heads
+    from avsr_sinks.training.compare import compare_methods
+    from avsr_sinks.training.pipeline import train
+
+    tmp, out, _ = trained
+    sink_out = tmp / "sink_logit"
+    train(_train_cfg(tmp, sink_out, "trainer.max_epochs=1", "experiment=demo_sink_logit", "run_test=false"))
+    sink_ckpt = sink_out / "checkpoints" / "last.ckpt"
+    logits = {k: v for k, v in read_checkpoint(sink_ckpt)["state_dict"].items() if "sink_logit" in k}
+    assert len(logits) == 3  # one per decoder layer of the tiny LLM
+    assert all(not torch.allclose(v, torch.full_like(v, -8.0)) for v in logits.values()), "sink logits must train"
+
+    base_ckpt = out / "checkpoints" / "last.ckpt"
+    search = _compose("search_act_heads", [f"ckpt={base_ckpt}", "budget=2", "layers=[1]", "generation.num_beams=1",
+                                           "generation.max_new_tokens=4", f"output_dir={tmp / 'act'}"])
+    result = search_act_heads(search)
+    assert len(result.trials) == 2 and result.trials[0][0] == []
+    heads_file = json.loads((tmp / "act" / "act_heads.json").read_text())
+    assert [tuple(h) for h in heads_file["heads"]] == result.heads
+
+    compare = _compose("compare", [f"runs.base={base_ckpt}", f"runs.sink_logit={sink_ckpt}",
+                                   f"act.heads_file={tmp / 'act' / 'act_heads.json'}", "num_samples=1", "train_steps=2",
+                                   "generation.num_beams=1", "generation.max_new_tokens=4", f"output_dir={tmp / 'compare'}"])
+    rows = compare_methods(compare)
+    assert [r["method"] for r in rows] == ["base", "act", "sink_logit"]
+    for row in rows:
+        wer, _ = _wer_from_csv(tmp / "compare" / row["method"] / "test_utterances.csv")
+        assert row["wer"] == pytest.approx(wer)
+        assert row["train_step_ms"] > 0 and row["decode_ms_per_utterance"] > 0
+    table = (tmp / "compare" / "comparison.md").read_text().splitlines()
+    assert len(table) == 2 + 3

@@ -30,38 +30,40 @@ def analyze_checkpoint(cfg: Mapping) -> dict:
         raise ValueError(f"num_samples={cfg['num_samples']}: need at least 1")
     overrides = {k: v for k, v in cfg["data"].items() if v is not None}
     model, config = load_trained_model(cfg["ckpt"], data_overrides=overrides)
-    model.to(_device(cfg["device"])).eval()
+    model.to(_device(cfg["device"]))
+    result = {"checkpoint": str(cfg["ckpt"]), "task": config["task"]["name"], "decor_lambda": config["decor"]["lambda"],
+              **analyze_model(model, config, cfg["split"], int(cfg["num_samples"]), Path(str(cfg["output_dir"])))}
+    (Path(str(cfg["output_dir"])) / "summary.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def analyze_model(model, config: Mapping, split: str, num_samples: int, out_dir: Path) -> dict:
+    """Sink reports of the first ``num_samples`` utterances of ``split`` into ``out_dir``, and
+    their means (``mean``), intermediate sink labels and per-utterance summaries."""
+    model.eval()
     corpus = resolve_corpus(config["data"])
-    dataset = AVSRDataset(corpus["root"], corpus[f"{cfg['split']}_csv"], modalities=TASK_MODALITIES[config["task"]["name"]],
-                          split=cfg["split"], strict=config["data"].get("strict", False), augment=False)
-    out_dir = Path(str(cfg["output_dir"]))
+    dataset = AVSRDataset(corpus["root"], corpus[f"{split}_csv"], modalities=TASK_MODALITIES[config["task"]["name"]],
+                          split=split, strict=config["data"].get("strict", False), augment=False)
     device = next(model.parameters()).device
     per_sample = {}
-    for index in range(min(int(cfg["num_samples"]), len(dataset))):
+    for index in range(min(num_samples, len(dataset))):
         sample = dataset[index]
         if sample is None:  # a corrupt file, already reported by the dataset
             continue
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate_samples([sample]).items()}
         with torch.no_grad():
             inputs = model.assemble(batch)
-        name = sample["id"].replace("/", "_")
         per_sample[sample["id"]] = sink_report(
-            model.llm, inputs.token_labels, out_dir / name, sample=0, attention_mask=inputs.attention_mask,
-            inputs_embeds=inputs.inputs_embeds, position_ids=inputs.position_ids,
+            model.llm, inputs.token_labels, out_dir / sample["id"].replace("/", "_"), sample=0,
+            attention_mask=inputs.attention_mask, inputs_embeds=inputs.inputs_embeds, position_ids=inputs.position_ids,
         )
     if not per_sample:
-        label_csv = corpus[f"{cfg['split']}_csv"]
-        raise ValueError(f"no readable utterance among the first {cfg['num_samples']} of {label_csv}")
+        raise ValueError(f"no readable utterance among the first {num_samples} of {corpus[split + '_csv']}")
     summaries = list(per_sample.values())
-    result = {
-        "checkpoint": str(cfg["ckpt"]),
-        "task": config["task"]["name"],
-        "decor_lambda": config["decor"]["lambda"],
+    return {
         "utterances": len(summaries),
         "mean": {key: mean(s[key] for s in summaries) for key in AVERAGED},
         "intermediate_sink_labels": dict(Counter(s["intermediate_label"] for s in summaries if s["intermediate_label"])),
         "per_utterance": {k: {key: s[key] for key in (*AVERAGED, "intermediate_label", "intermediate_layer")}
                           for k, s in per_sample.items()},
     }
-    (out_dir / "summary.json").write_text(json.dumps(result, indent=2))
-    return result

@@ -57,6 +57,20 @@ def resolve_llm_path(llm: Mapping, vocabulary: list[str] | None, cache_dir: str 
     return build_tiny_llm(Path(cache_dir) / "tiny_llm", vocabulary, **tiny)
 
 
+def apply_training_baseline(llm, baseline: Mapping) -> None:
+    """Add the fine-tuning-time sink mitigation ``baseline.kind`` to the LoRA-wrapped LLM. After
+    peft, so its new parameters stay trainable (and are saved with the trainable set)."""
+    from ..sinks.baselines import apply_gated_attention, apply_sink_logits
+
+    kind = baseline["kind"]
+    if kind == "sink_logit":
+        apply_sink_logits(llm, init=float(baseline["sink_logit_init"]))
+    elif kind == "gated_attention":
+        apply_gated_attention(llm)
+    elif kind != "none":
+        raise ConfigError(f"baseline.kind={kind!r}: choose none, sink_logit or gated_attention")
+
+
 def build_model(cfg: Mapping, vocabulary: list[str] | None = None) -> LlamaAVSR:
     """LlamaAVSR from a validated config. ``vocabulary``: the demo corpus's words."""
     validate_config(cfg)
@@ -70,6 +84,7 @@ def build_model(cfg: Mapping, vocabulary: list[str] | None = None) -> LlamaAVSR:
         dtype=DTYPES[llm_cfg.get("dtype", "float32")],
         attn_implementation=llm_cfg.get("attn_implementation", "sdpa"),
     )
+    apply_training_baseline(llm, cfg.get("baseline") or {"kind": "none"})
     decor = cfg["decor"]
     projector = model_cfg["projector"]
     return LlamaAVSR(

@@ -73,6 +73,9 @@ def validate_config(cfg: Mapping) -> None:
                 raise ConfigError(f"data.{key} is not set: pass data.{key}=/path (auto_avsr layout, see README)")
             if not Path(str(data[key])).expanduser().exists():
                 raise ConfigError(f"data.{key}={data[key]} does not exist")
+    baseline = cfg.get("baseline") or {"kind": "none"}
+    if baseline["kind"] not in ("none", "sink_logit", "gated_attention"):
+        raise ConfigError(f"baseline.kind={baseline['kind']!r}: choose none, sink_logit or gated_attention")
     decor = cfg["decor"]
     if decor["lambda"] is None or float(decor["lambda"]) < 0:
         raise ConfigError(f"decor.lambda={decor['lambda']}: must be a number >= 0")

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from ..data import AVSRDataset, FrameBudgetBatchSampler, NoiseConfig, collate_samples
 from ..evaluation.runner import evaluate_loader
+from ..sinks.baselines import apply_act, load_act_heads
 from ..model.avsr import GenerationSettings
 from ..model.tasks import TASK_MODALITIES
 from .checkpoints import load_trained_model
@@ -38,6 +39,26 @@ def _levels(snrs) -> list[float | None]:
     return levels
 
 
+def split_loader(config: Mapping, split: str, noise: NoiseConfig | None = None) -> tuple[AVSRDataset, DataLoader]:
+    """The ordered, unaugmented evaluation loader of ``split`` for a run config."""
+    data = config["data"]
+    corpus = resolve_corpus(data)
+    dataset = AVSRDataset(corpus["root"], corpus[f"{split}_csv"], modalities=TASK_MODALITIES[config["task"]["name"]],
+                          split=split, noise=noise, strict=data.get("strict", False), seed=int(config["seed"]), augment=False)
+    loader = DataLoader(dataset, batch_sampler=FrameBudgetBatchSampler(dataset.lengths, data["eval_max_frames"], shuffle=False, seed=0),
+                        collate_fn=collate_samples, num_workers=int(data.get("num_workers", 0)))
+    return dataset, loader
+
+
+def apply_act_from_config(model, act: Mapping | None):
+    """ACT on the heads of ``act.heads_file`` (written by scripts/search_act_heads.py); None if unset."""
+    if not act or not act.get("heads_file"):
+        return None
+    heads = load_act_heads(act["heads_file"])
+    return apply_act(model.llm, heads, beta=float(act["beta"]), threshold=float(act["threshold"]),
+                     apply_during_decoding=bool(act["during_decoding"]))
+
+
 def evaluate_checkpoint(cfg: Mapping) -> dict:
     """Decode ``cfg['split']`` at every level of ``cfg['eval']['snr']``; write the table and CSVs."""
     levels = _levels(cfg["eval"]["snr"])
@@ -46,8 +67,7 @@ def evaluate_checkpoint(cfg: Mapping) -> dict:
     checkpoint_data = {k: v for k, v in cfg["data"].items() if v is not None}
     model, config = load_trained_model(cfg["ckpt"], data_overrides=checkpoint_data)
     model.to(_device(cfg["device"]))
-    data = config["data"]
-    corpus = resolve_corpus(data)
+    apply_act_from_config(model, cfg.get("act"))
     modalities = TASK_MODALITIES[config["task"]["name"]]
     generation = GenerationSettings(**dict(cfg["generation"]))
     out_dir = Path(str(cfg["output_dir"]))
@@ -56,10 +76,7 @@ def evaluate_checkpoint(cfg: Mapping) -> dict:
         noise = None if level is None else NoiseConfig(snr_db=level, noise_file=cfg["eval"]["noise_file"], kind=cfg["eval"]["noise_kind"])
         if noise is not None and "audio" not in modalities:
             raise ValueError(f"eval.snr={level}: task {config['task']['name']} has no audio to add noise to; use eval.snr=[clean]")
-        dataset = AVSRDataset(corpus["root"], corpus[f"{cfg['split']}_csv"], modalities=modalities, split=cfg["split"],
-                              noise=noise, strict=data.get("strict", False), seed=int(config["seed"]), augment=False)
-        loader = DataLoader(dataset, batch_sampler=FrameBudgetBatchSampler(dataset.lengths, data["eval_max_frames"], shuffle=False, seed=0),
-                            collate_fn=collate_samples, num_workers=int(data.get("num_workers", 0)))
+        dataset, loader = split_loader(config, cfg["split"], noise)
         tag = f"{cfg['split']}_{'clean' if level is None else f'snr{level:g}'}"
         result = evaluate_loader(model, loader, generation, out_dir, tag)
         rows.append({"snr": "clean" if level is None else level, **result.summary(), "skipped": len(dataset.skipped)})
@@ -67,6 +84,8 @@ def evaluate_checkpoint(cfg: Mapping) -> dict:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    table = {"checkpoint": str(cfg["ckpt"]), "task": config["task"]["name"], "split": cfg["split"], "rows": rows}
+    act_file = (cfg.get("act") or {}).get("heads_file")
+    table = {"checkpoint": str(cfg["ckpt"]), "task": config["task"]["name"], "split": cfg["split"],
+             "act_heads": load_act_heads(act_file) if act_file else None, "rows": rows}
     (out_dir / "wer_table.json").write_text(json.dumps(table, indent=2))
     return table

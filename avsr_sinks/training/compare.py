@@ -1,0 +1,93 @@
+"""One table comparing sink mitigations on trained checkpoints: WER, sink statistics and costs.
+
+Methods: ``base`` (no mitigation), ``decor`` (decorrelation loss), ``sink_logit`` and
+``gated_attention`` (fine-tuning-time baselines), each its own checkpoint, and ``act`` (ACT at
+inference on the base checkpoint with a head file). Every method is measured the same way, in
+one process, on the same utterances and batches.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ..evaluation.runner import evaluate_loader
+from ..model.avsr import GenerationSettings
+from .analyze import analyze_model
+from .checkpoints import load_trained_model
+from .evaluate import _device, apply_act_from_config, split_loader
+
+COLUMNS = ["method", "wer", "intermediate_alpha", "bos_alpha", "max_activation_ratio", "mean_bos_cosine",
+           "train_step_ms", "decode_ms_per_utterance", "checkpoint"]
+
+
+def _train_step_ms(model, batches: list[dict], device: torch.device) -> float:
+    """Median wall time of forward + backward (the method's full loss) on the same batches."""
+    model.train()
+    times = []
+    for batch in batches:
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model(batch).loss.backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        model.zero_grad(set_to_none=True)
+    model.eval()
+    return 1e3 * statistics.median(times[1:] if len(times) > 1 else times)  # the first warms up
+
+
+def _measure(method: str, checkpoint: str, act: Mapping | None, cfg: Mapping, out_dir: Path) -> dict:
+    model, config = load_trained_model(checkpoint, {k: v for k, v in cfg["data"].items() if v is not None})
+    device = _device(cfg["device"])
+    model.to(device)
+    handle = apply_act_from_config(model, act)
+    _, train_loader = split_loader(config, "train")
+    batches = [batch for _, batch in zip(range(int(cfg["train_steps"]) + 1), train_loader)]
+    step_ms = _train_step_ms(model, batches, device)
+    dataset, loader = split_loader(config, cfg["split"])
+    start = time.perf_counter()
+    result = evaluate_loader(model, loader, GenerationSettings(**dict(cfg["generation"])), out_dir / method, cfg["split"])
+    decode_ms = 1e3 * (time.perf_counter() - start) / max(len(result.utterances), 1)
+    sinks = analyze_model(model, config, cfg["split"], int(cfg["num_samples"]), out_dir / method / "sinks")["mean"]
+    if handle is not None:
+        handle.remove()
+    return {"method": method, "wer": result.wer, **sinks, "train_step_ms": step_ms,
+            "decode_ms_per_utterance": decode_ms, "checkpoint": checkpoint}
+
+
+def compare_methods(cfg: Mapping) -> list[dict]:
+    """Measure every method whose checkpoint is set in ``cfg['runs']`` (plus ``act`` when
+    ``cfg['act']['heads_file']`` is set); writes ``comparison.csv``, ``.json`` and ``.md``."""
+    runs = {name: path for name, path in cfg["runs"].items() if path}
+    if "base" not in runs:
+        raise ValueError("runs.base is not set: the comparison needs the unmitigated checkpoint")
+    out_dir = Path(str(cfg["output_dir"]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [_measure(name, str(path), None, cfg, out_dir) for name, path in runs.items()]
+    if cfg["act"].get("heads_file"):
+        rows.insert(1, _measure("act", str(runs["base"]), cfg["act"], cfg, out_dir))
+    with (out_dir / "comparison.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (out_dir / "comparison.json").write_text(json.dumps(rows, indent=2))
+    (out_dir / "comparison.md").write_text(markdown_table(rows))
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    header = ("| method | WER % | alpha intermediate | alpha BOS | max act/median | cos with BOS | "
+              "train step ms | decode ms/utt |\n|---|---|---|---|---|---|---|---|\n")
+    return header + "".join(
+        f"| {r['method']} | {100 * r['wer']:.2f} | {r['intermediate_alpha']:.3f} | {r['bos_alpha']:.3f} | "
+        f"{r['max_activation_ratio']:.1f} | {r['mean_bos_cosine']:.3f} | {r['train_step_ms']:.0f} | "
+        f"{r['decode_ms_per_utterance']:.0f} |\n" for r in rows)

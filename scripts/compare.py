@@ -1,0 +1,29 @@
+"""Compare sink mitigations (base, decor, ACT, sink logit, gated attention) in one table.
+
+python scripts/compare.py runs.base=<ckpt> runs.decor=<ckpt> act.heads_file=<act_heads.json> ...
+"""
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="compare")
+def main(cfg: DictConfig) -> None:
+    from avsr_sinks.training.compare import compare_methods, markdown_table
+
+    cfg = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        rows = compare_methods(cfg)
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"compare error: {err}")
+    print(markdown_table(rows))
+    print(f"Tables: {cfg['output_dir']}/comparison.(csv|json|md)")
+
+
+if __name__ == "__main__":
+    main()
