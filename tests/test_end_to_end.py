@@ -82,6 +82,14 @@ def test_checkpoint_holds_exactly_the_trainable_parameters_and_loads_safely(trai
     assert trainable <= saved
     frozen_llm = {name for name, p in model.named_parameters() if not p.requires_grad and ".llm." in f".{name}"}
     assert not (saved & frozen_llm), "the frozen LLM base must not be written into every checkpoint"
+    # The video encoder trains from scratch here: its BatchNorm statistics moved away from the
+    # initial (0, 1) and must come back from the checkpoint, or eval-mode features are wrong.
+    stats = [k for k in saved if k.endswith("running_var") and "encoders.video" in k]
+    assert stats
+    for key in stats:
+        loaded = model.state_dict()[key]
+        assert torch.equal(loaded, checkpoint["state_dict"][f"model.{key}"])
+        assert not torch.allclose(loaded, torch.ones_like(loaded))
 
 
 def test_eval_over_noise_levels_and_analyze(trained):

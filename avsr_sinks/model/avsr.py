@@ -137,6 +137,18 @@ class LlamaAVSR(nn.Module):
     def tokenize_transcripts(self, texts: list[str]) -> list[list[int]]:
         return [self.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
 
+    def trained_state_keys(self) -> set[str]:
+        """State-dict keys a checkpoint must keep: the trainable parameters, and the buffers
+        (BatchNorm statistics) of the modules that own them. The rest reloads from its files."""
+        state = self.state_dict(keep_vars=True)
+        keys = set()
+        for prefix, module in self.named_modules():
+            if any(p.requires_grad for p in module.parameters(recurse=False)):
+                names = [n for n, p in module.named_parameters(recurse=False) if p.requires_grad]
+                names += [n for n, _ in module.named_buffers(recurse=False)]
+                keys |= {f"{prefix}.{n}" if prefix else n for n in names}
+        return keys & set(state)
+
     def assemble(self, batch: dict, for_generation: bool = False) -> AssembledInputs:
         """The LLM inputs of a batch: right-padded with labels, or left-padded prefixes."""
         return assemble_sequences(

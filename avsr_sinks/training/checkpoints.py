@@ -58,8 +58,8 @@ def load_trained_model(path: str | Path, data_overrides: Mapping | None = None) 
     """Rebuild LlamaAVSR from a checkpoint's config and load its trained parameters.
 
     ``data_overrides`` replaces keys of the config's ``data`` section (e.g. another test CSV).
-    Every parameter the checkpoint holds must exist in the model, and every trainable one
-    must be in the checkpoint.
+    Every key the checkpoint holds must exist in the model, and every trained one (trainable
+    parameters and the BatchNorm statistics beside them) must be in the checkpoint.
     """
     checkpoint = read_checkpoint(path)
     config = checkpoint_config(checkpoint, path)
@@ -67,7 +67,7 @@ def load_trained_model(path: str | Path, data_overrides: Mapping | None = None) 
     corpus = resolve_corpus(config["data"])
     model = build_model(config, corpus["vocabulary"])
     state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
-    missing_trainable = [n for n, p in model.named_parameters() if p.requires_grad and n not in state]
+    missing_trainable = sorted(model.trained_state_keys() - set(state))
     unexpected = model.load_state_dict(state, strict=False).unexpected_keys
     if unexpected or missing_trainable:
         raise ValueError(f"checkpoint {path} does not fit the model: unexpected {unexpected[:5]}, missing {missing_trainable[:5]}")
