@@ -1,30 +1,44 @@
-"""Scan a corpus manifest for missing, unreadable, empty, too long and mismatched samples.
+"""Scan a corpus for missing, unreadable, empty, too long and audio/video-mismatched samples.
 
-    python scripts/validate_data.py ROOT LABEL_CSV [--modalities audio video] [--max-frames N] [--workers N]
+python scripts/validate_data.py data=lrs3 data.root=/data data.train_csv=... data.val_csv=... data.test_csv=...
+python scripts/validate_data.py data=lrs3 ... splits=[train] workers=8
 
 Exits with status 1 when any sample is bad, so it can gate a training job.
 """
 
-import argparse
 import sys
+from pathlib import Path
 
-from avsr_sinks.data.validation import validate_manifest
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", help="corpus root holding <dataset>/<rel_path>.mp4/.wav")
-    parser.add_argument("label_csv", help="label CSV (4-field auto_avsr or 5-field Llama-AVSR)")
-    parser.add_argument("--modalities", nargs="+", default=["audio", "video"], choices=["audio", "video"])
-    parser.add_argument("--max-frames", type=int, default=None, help="report samples longer than this")
-    parser.add_argument("--max-av-mismatch-frames", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
-    args = parser.parse_args()
-    report = validate_manifest(args.root, args.label_csv, args.modalities, args.max_frames,
-                               args.max_av_mismatch_frames, args.workers)
-    print(report.summary())
-    return 1 if report.n_bad else 0
+@hydra.main(version_base="1.3", config_path="../configs", config_name="validate_data")
+def main(cfg: DictConfig) -> None:
+    from avsr_sinks.data.validation import validate_manifest
+    from avsr_sinks.training.datamodule import resolve_corpus
+
+    data = cfg.data
+    if data.kind == "synthetic":
+        corpus = resolve_corpus(OmegaConf.to_container(data, resolve=True))
+        root, csvs = corpus["root"], {split: corpus[f"{split}_csv"] for split in cfg.splits}
+    else:
+        missing = [key for key in ["root", *(f"{split}_csv" for split in cfg.splits)] if OmegaConf.is_missing(data, key)]
+        if missing:
+            sys.exit(f"config error: set {', '.join('data.' + key for key in missing)} (or choose splits=[...])")
+        root, csvs = data.root, {split: data[f"{split}_csv"] for split in cfg.splits}
+    max_frames = cfg.max_frames if cfg.max_frames is not None else data.get("max_frames_per_sample")
+    bad = 0
+    for split, label_csv in csvs.items():
+        if not Path(str(label_csv)).is_file():
+            sys.exit(f"config error: data.{split}_csv={label_csv} does not exist")
+        report = validate_manifest(root, label_csv, list(cfg.modalities), max_frames, cfg.max_av_mismatch_frames, cfg.workers)
+        print(f"[{split}] {label_csv}\n{report.summary()}")
+        bad += report.n_bad
+    sys.exit(1 if bad else 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -44,12 +44,18 @@ def test_validate_manifest_reports_each_kind(corpus, workers):
     assert "mismatched: 1" in report.summary()
 
 
+def _cli(corpus, label_csv, *extra):
+    return [str(REPO / "scripts/validate_data.py"), "data=lrs2", f"data.root={corpus}", f"data.train_csv={label_csv}",
+            "splits=[train]", "workers=0", f"hydra.run.dir={corpus / 'hydra'}", *extra]
+
+
 def test_cli_exit_status(corpus, monkeypatch, capsys):
-    run = subprocess.run([sys.executable, str(REPO / "scripts/validate_data.py"), str(corpus), str(corpus / "l.csv"),
-                          "--workers", "0", "--max-frames", "30"], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, *_cli(corpus, corpus / "l.csv", "max_frames=30")], capture_output=True, text=True)
     assert run.returncode == 1 and "6 samples checked" in run.stdout and "corrupt.mp4" in run.stdout
+    missing = subprocess.run([sys.executable, *_cli(corpus, corpus / "l.csv", "splits=[train,val]")], capture_output=True, text=True)
+    assert missing.returncode == 1 and "data.val_csv" in missing.stderr
     write_label_csv(corpus / "ok.csv", [LabelRow("lrs2", "good", 5, "1", "t")])
-    monkeypatch.setattr(sys, "argv", ["validate_data.py", str(corpus), str(corpus / "ok.csv"), "--workers", "0"])
+    monkeypatch.setattr(sys, "argv", _cli(corpus, corpus / "ok.csv"))
     with pytest.raises(SystemExit) as exit_status:  # in-process: one interpreter start is enough
         runpy.run_path(str(REPO / "scripts/validate_data.py"), run_name="__main__")
     assert exit_status.value.code == 0 and "0 bad" in capsys.readouterr().out
