@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from .hooks import decoder_layers
+from .hooks import decoder_layers, forward_with_hooks
 
 
 def _column_sums(module: nn.Module, hidden: torch.Tensor, cos_sin, valid: torch.Tensor, query_chunk: int) -> torch.Tensor:
@@ -76,12 +76,7 @@ def attention_sink_scores(
 
     for index, layer in enumerate(layers):
         handles.append(layer.self_attn.register_forward_pre_hook(hook_for(index), with_kwargs=True))
-    try:
-        with torch.no_grad():
-            model(attention_mask=attention_mask, **forward_inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    forward_with_hooks(model, handles, attention_mask=attention_mask, **forward_inputs)
 
     sums = torch.stack([results[i] for i in range(len(layers))])  # [L, B, H, N]
     batch, length = sums.shape[1], sums.shape[3]

@@ -7,7 +7,7 @@ SDPA/flash attention and never materialises every layer's output.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -64,3 +64,14 @@ class HiddenStateCollector:
         if missing:
             raise RuntimeError(f"no hidden state recorded for layers {missing}: run a forward pass inside the context")
         return torch.stack([self.states[i] for i in self.layer_indices])
+
+
+def forward_with_hooks(model: nn.Module, handles: Sequence, **inputs) -> None:
+    """One ``no_grad`` forward of ``model`` for the hooks behind ``handles``; removes them after,
+    even when the forward fails."""
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        for handle in handles:
+            handle.remove()

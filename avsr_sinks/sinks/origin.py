@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .hooks import decoder_layers
+from .hooks import decoder_layers, forward_with_hooks
 
 
 def _mean_over(values: torch.Tensor, where: torch.Tensor) -> float:
@@ -46,12 +46,7 @@ def residual_contributions(model: nn.Module, sinks: torch.Tensor, attention_mask
         handles.append(layer.mlp.register_forward_hook(keep(index, "mlp")))
         handles.append(layer.mlp.gate_proj.register_forward_hook(keep(index, "gate")))
         handles.append(layer.mlp.up_proj.register_forward_hook(keep(index, "up")))
-    try:
-        with torch.no_grad():
-            model(attention_mask=attention_mask, **forward_inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    forward_with_hooks(model, handles, attention_mask=attention_mask, **forward_inputs)
 
     batch, length = captured[(0, "attn")].shape[:2]
     valid = torch.ones(batch, length, dtype=torch.bool) if attention_mask is None else attention_mask.bool()

@@ -202,6 +202,14 @@ def ct2_whisper_state_dict(model: CT2Model) -> dict[str, torch.Tensor]:
             elif b.abs().max() > 0:
                 raise ValueError(f"{src}: non-zero bias for the bias-free projection {dst}")
 
+    def self_attention(dst: str, src: str) -> None:
+        """A layer's self-attention: fused QKV (K has no bias), output projection, its norm."""
+        attn = f"{dst}.self_attn"
+        fused([f"{attn}.q_proj", f"{attn}.k_proj", f"{attn}.v_proj"], f"{src}/self_attention/linear_0",
+              [True, False, True])
+        linear(f"{attn}.out_proj", f"{src}/self_attention/linear_1")
+        norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
+
     # encoder
     enc, e = "model.encoder", "encoder"
     for conv in ("conv1", "conv2"):
@@ -209,11 +217,7 @@ def ct2_whisper_state_dict(model: CT2Model) -> dict[str, torch.Tensor]:
     sd[f"{enc}.embed_positions.weight"] = t(f"{e}/position_encodings/encodings")
     for i in range(_count_layers(model, e)):
         dst, src = f"{enc}.layers.{i}", f"{e}/layer_{i}"
-        attn = f"{dst}.self_attn"
-        fused([f"{attn}.q_proj", f"{attn}.k_proj", f"{attn}.v_proj"], f"{src}/self_attention/linear_0",
-              [True, False, True])
-        linear(f"{attn}.out_proj", f"{src}/self_attention/linear_1")
-        norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
+        self_attention(dst, src)
         linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
         linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
         norm(f"{dst}.final_layer_norm", f"{src}/ffn/layer_norm")
@@ -225,11 +229,7 @@ def ct2_whisper_state_dict(model: CT2Model) -> dict[str, torch.Tensor]:
     sd[f"{dec}.embed_positions.weight"] = t(f"{d}/position_encodings/encodings")
     for i in range(_count_layers(model, d)):
         dst, src = f"{dec}.layers.{i}", f"{d}/layer_{i}"
-        attn = f"{dst}.self_attn"
-        fused([f"{attn}.q_proj", f"{attn}.k_proj", f"{attn}.v_proj"], f"{src}/self_attention/linear_0",
-              [True, False, True])
-        linear(f"{attn}.out_proj", f"{src}/self_attention/linear_1")
-        norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
+        self_attention(dst, src)
         cross = f"{dst}.encoder_attn"
         linear(f"{cross}.q_proj", f"{src}/attention/linear_0")
         fused([f"{cross}.k_proj", f"{cross}.v_proj"], f"{src}/attention/linear_1", [False, True])
