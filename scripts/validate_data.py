@@ -2,6 +2,7 @@
 
 python scripts/validate_data.py data=lrs3 data.root=/data data.train_csv=... data.val_csv=... data.test_csv=...
 python scripts/validate_data.py data=lrs3 ... splits=[train] workers=8
+python scripts/validate_data.py data=librivox splits=[test] modalities=[audio]
 
 Exits with status 1 when any sample is bad, so it can gate a training job.
 """
@@ -18,12 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 @hydra.main(version_base="1.3", config_path="../configs", config_name="validate_data")
 def main(cfg: DictConfig) -> None:
     from avsr_sinks.data.validation import validate_manifest
-    from avsr_sinks.training.datamodule import resolve_corpus
+    from avsr_sinks.training.datamodule import resolve_corpus, split_csv
 
     data = cfg.data
-    if data.kind == "synthetic":
+    if data.kind != "lrs":  # generated (or copied) into the cache
         corpus = resolve_corpus(OmegaConf.to_container(data, resolve=True))
-        root, csvs = corpus["root"], {split: corpus[f"{split}_csv"] for split in cfg.splits}
+        try:
+            root, csvs = corpus["root"], {split: split_csv(corpus, data, split) for split in cfg.splits}
+        except ValueError as err:
+            sys.exit(f"config error: {err} (choose splits=[...])")
     else:
         missing = [key for key in ["root", *(f"{split}_csv" for split in cfg.splits)] if OmegaConf.is_missing(data, key)]
         if missing:

@@ -44,6 +44,9 @@ def test_default_is_the_demo():
     (["baseline.kind=act"], "baseline.kind"),
     (["data.synthetic.max_words=0"], "data.synthetic"),
     (["+data.synthetic.speakers=3"], "data.synthetic"),
+    (["data.train_noise.snr_db=[0]", "data.train_noise.kind=pink"], "data.train_noise"),
+    (["+optim.encoder_lr.lips=0.001"], "optim.encoder_lr"),
+    (["data.train_noise.snr_db=[]"], "data.train_noise"),
 ])
 def test_bad_values_name_their_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

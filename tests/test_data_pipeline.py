@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from avsr_sinks.data import (AVSRDataset, BadSampleError, FrameBudgetBatchSampler, LabelRow, NoiseConfig,
-                             collate_samples, read_label_csv, write_label_csv)
+                             TrainNoiseConfig, collate_samples, read_label_csv, write_label_csv)
 from avsr_sinks.data.media import write_audio, write_video
 from avsr_sinks.data.noise import add_noise, utterance_rng
 
@@ -171,6 +171,35 @@ def test_noise_option_on_dataset(tmp_path):
     noisy = AVSRDataset(tmp_path, tmp_path / "l.csv", modalities=("audio",), split="test", noise=5.0)[0]["audio"]
     measured = 10 * np.log10((clean.double() ** 2).sum() / ((noisy.double() - clean.double()) ** 2).sum())
     assert abs(float(measured) - 5.0) < 0.1
+
+
+def measured_snr(clean, noisy):
+    return float(10 * np.log10((clean.double() ** 2).sum() / ((noisy.double() - clean.double()) ** 2).sum()))
+
+
+def test_train_noise_draws_a_listed_snr_per_sample_train_split_only(tmp_path):
+    write_label_csv(tmp_path / "l.csv", [make_clip(tmp_path, "n", 10)])
+    clean = AVSRDataset(tmp_path, tmp_path / "l.csv", modalities=("audio",), split="test")[0]["audio"]
+    listed = TrainNoiseConfig(snr_db=(-5, 10, None), kind="white")
+    train = AVSRDataset(tmp_path, tmp_path / "l.csv", modalities=("audio",), split="train", augment=False,
+                        train_noise=listed)
+    torch.manual_seed(0)
+    draws = [train[0]["audio"] for _ in range(30)]
+    seen = {"clean" if torch.equal(d, clean) else round(measured_snr(clean, d), 1) for d in draws}
+    assert seen == {"clean", -5.0, 10.0}  # every listed SNR, exactly, and nothing else
+    torch.manual_seed(0)
+    assert all(torch.equal(a, train[0]["audio"]) for a in draws)  # torch's seed fixes the draws
+    test = AVSRDataset(tmp_path, tmp_path / "l.csv", modalities=("audio",), split="test", train_noise=listed)
+    assert torch.equal(test[0]["audio"], clean)  # evaluation splits stay clean
+
+
+def test_train_noise_config_errors():
+    with pytest.raises(ValueError, match="snr_db is empty"):
+        TrainNoiseConfig(snr_db=())
+    with pytest.raises(ValueError, match="noise kind 'pink'"):
+        TrainNoiseConfig(kind="pink")
+    assert TrainNoiseConfig.from_settings(None) is None and TrainNoiseConfig.from_settings({"snr_db": None}) is None
+    assert TrainNoiseConfig.from_settings({"snr_db": [0, None]}).snr_db == (0.0, None)
 
 
 def test_read_video_gray_recovers_full_range_values(tmp_path):

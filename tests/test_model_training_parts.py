@@ -89,3 +89,21 @@ def test_warmup_cosine_schedule():
     assert warmup_cosine(9, 10, 110) == pytest.approx(1.0)
     assert warmup_cosine(60, 10, 110) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
     assert warmup_cosine(110, 10, 110) == pytest.approx(0.0)
+
+
+def test_parameter_groups_encoder_lr_and_decay_on_matrices_only():
+    from avsr_sinks.training.module import OptimSettings, parameter_groups
+
+    model = torch.nn.Module()
+    model.encoders = torch.nn.ModuleDict({"video": torch.nn.Linear(3, 4), "audio": torch.nn.Linear(3, 4)})
+    model.projectors = torch.nn.ModuleDict({"video": torch.nn.Linear(4, 5)})
+    model.frozen = torch.nn.Linear(2, 2).requires_grad_(False)
+    ids = lambda group: {id(p) for p in group["params"]}  # noqa: E731
+    by_params = {frozenset(ids(g)): (g["lr"], g["weight_decay"]) for g in
+                 parameter_groups(model, OptimSettings(lr=3e-3, weight_decay=0.1, encoder_lr={"video": 1e-3}))}
+    video, audio, proj = model.encoders["video"], model.encoders["audio"], model.projectors["video"]
+    assert by_params == {frozenset({id(video.weight)}): (1e-3, 0.1), frozenset({id(video.bias)}): (1e-3, 0.0),
+                         frozenset({id(audio.weight), id(proj.weight)}): (3e-3, 0.1),
+                         frozenset({id(audio.bias), id(proj.bias)}): (3e-3, 0.0)}
+    same = parameter_groups(model, OptimSettings(lr=3e-3, weight_decay=0.1))  # encoder_lr unset: one lr
+    assert sorted((g["lr"], g["weight_decay"], len(g["params"])) for g in same) == [(3e-3, 0.0, 3), (3e-3, 0.1, 3)]

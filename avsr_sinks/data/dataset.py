@@ -11,7 +11,7 @@ import torch
 
 from .manifest import LabelRow, read_label_csv
 from .media import SAMPLES_PER_FRAME, read_audio, read_video_gray
-from .noise import NoiseConfig, add_noise, utterance_rng
+from .noise import NoiseConfig, TrainNoiseConfig, add_noise, utterance_rng
 from .transforms import AugmentConfig, fit_audio, time_mask_, video_transform
 
 MODALITIES = ("audio", "video")
@@ -39,13 +39,15 @@ class AVSRDataset(torch.utils.data.Dataset):
     ``strict=True`` raises instead.
     Audio is cut/padded to 640 samples per video frame (the CSV's frame count when video is
     not read). ``augment`` (train only) enables random crop, time masks and the optional flip;
-    ``noise`` adds noise at an SNR, seeded per utterance so evaluation is repeatable.
+    ``noise`` adds noise at an SNR, seeded per utterance so evaluation is repeatable;
+    ``train_noise`` (train split only) adds noise at a random SNR, new at every epoch.
     """
 
     def __init__(self, root: str | Path, label_csv: str | Path, modalities=MODALITIES, split: str = "train",
                  max_frames: int | None = None, max_transcript_chars: int | None = None,
                  noise: NoiseConfig | float | None = None, strict: bool = False, seed: int = 0,
-                 augment: bool | AugmentConfig = True, max_av_mismatch_frames: int = 2) -> None:
+                 augment: bool | AugmentConfig = True, max_av_mismatch_frames: int = 2,
+                 train_noise: TrainNoiseConfig | None = None) -> None:
         modalities = tuple(modalities)
         if not modalities or any(m not in MODALITIES for m in modalities):
             raise ValueError(f"modalities {modalities} must be a non-empty subset of {MODALITIES}")
@@ -53,10 +55,11 @@ class AVSRDataset(torch.utils.data.Dataset):
             raise ValueError(f"split {split!r} must be one of {SPLITS}")
         if isinstance(noise, (int, float)):
             noise = NoiseConfig(snr_db=float(noise))
-        if noise is not None and "audio" not in modalities:
+        if (noise is not None or train_noise is not None) and "audio" not in modalities:
             raise ValueError("noise is added to audio, but the dataset reads no audio")
         self.root, self.modalities, self.split = Path(root), modalities, split
         self.noise, self.strict, self.seed = noise, strict, seed
+        self.train_noise = train_noise if split == "train" else None
         self.max_av_mismatch_frames = max_av_mismatch_frames
         if augment is True:
             augment = AugmentConfig()
@@ -97,6 +100,12 @@ class AVSRDataset(torch.utils.data.Dataset):
                 check_av_match(wav_path, waveform.shape[0], n_frames, self.max_av_mismatch_frames)
             if self.noise is not None:
                 waveform = add_noise(waveform, self.noise, utterance_rng(self.seed, row.utterance_id))
+            if self.train_noise is not None:
+                # From torch's generator, which Lightning seeds and each DataLoader worker re-seeds.
+                rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+                drawn = self.train_noise.draw(rng)
+                if drawn is not None:
+                    waveform = add_noise(waveform, drawn, rng)
             audio = fit_audio(torch.from_numpy(np.ascontiguousarray(waveform)), n_frames, SAMPLES_PER_FRAME)
             if self.augment is not None:
                 audio = time_mask_(audio, self.augment.audio_mask_window, self.augment.audio_mask_stride)

@@ -1,4 +1,4 @@
-"""Additive noise at a signal-to-noise ratio, for noisy evaluation (paper's SNR sweeps)."""
+"""Additive noise at a signal-to-noise ratio: noisy evaluation (the paper's SNR sweeps) and training."""
 
 from __future__ import annotations
 
@@ -27,7 +27,42 @@ class NoiseConfig:
         if self.noise_file is None and self.kind not in NOISE_KINDS:
             raise ValueError(f"noise kind {self.kind!r} unknown: use one of {NOISE_KINDS} or give a noise_file")
         if self.noise_file is not None and not Path(self.noise_file).is_file():
-            raise FileNotFoundError(f"noise_file {self.noise_file} does not exist: check eval.noise_file")
+            raise FileNotFoundError(f"noise_file {self.noise_file} does not exist: check eval.noise_file or data.train_noise.noise_file")
+
+
+@dataclass(frozen=True)
+class TrainNoiseConfig:
+    """Noise added while training, as auto_avsr does: each sample draws its SNR from ``snr_db``.
+
+    ``None`` in ``snr_db`` means clean, so the model keeps seeing clean audio too. Without noisy
+    training audio an AVSR model has no reason to learn to read lips when the audio fails.
+    """
+
+    snr_db: tuple[float | None, ...] = (-5.0, 0.0, 5.0, 10.0, 15.0, 20.0, None)
+    kind: str = "babble"
+    noise_file: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "snr_db", tuple(None if v is None else float(v) for v in self.snr_db))
+        if not self.snr_db:
+            raise ValueError("train_noise.snr_db is empty: list SNRs in dB (null = clean), or set train_noise: null")
+        NoiseConfig(0.0, self.noise_file, self.kind)  # the same checks of kind and file
+
+    @classmethod
+    def from_settings(cls, settings) -> TrainNoiseConfig | None:
+        """The config's ``data.train_noise`` mapping ({snr_db, kind, noise_file}); None when it or
+        its ``snr_db`` is null (no training noise)."""
+        if not settings or settings.get("snr_db") is None:
+            return None
+        settings = dict(settings)
+        if "snr_db" in settings:
+            settings["snr_db"] = tuple(settings["snr_db"])
+        return cls(**settings)
+
+    def draw(self, rng: np.random.Generator) -> NoiseConfig | None:
+        """The noise of one training sample (None: leave it clean)."""
+        snr = self.snr_db[int(rng.integers(len(self.snr_db)))]
+        return None if snr is None else NoiseConfig(snr, self.noise_file, self.kind)
 
 
 def utterance_rng(seed: int, utterance_id: str) -> np.random.Generator:

@@ -10,11 +10,14 @@ or owned by one:
   with it (audio and video agree, as in real speech);
 - audio: two formant-like tones gliding in log-frequency, a pair unique to the word (a grid of
   3 low x 4 high start frequencies, rising or falling), loud while the mouth is open;
-- video: a mouth shape from ``k // 3`` (wide "ah", flat slit with teeth, small rounded "oo",
-  medium with tongue): dark cavity inside lips on a skin background, 96x96 grayscale.
+- video: a mouth shape from ``k // 3`` (wide "ah", flat wide slit, small rounded "oo", tall
+  oval) with what shows inside it from ``k % 3`` (nothing, teeth, tongue): dark cavity inside
+  lips on a skin background, 96x96 grayscale.
 
 So the words differ in both streams: audio alone separates all words by their formants, video
-alone by shape x opening count. Per utterance there is random variation so nothing is memorised
+alone by shape x inside (any open frame shows which word it is) and by the opening count. A
+word's look must not hinge on counting 3 openings in 5 frames: at 25 fps and the video rate of
+a compressor that is below what a tiny CNN resolves, and VSR would not learn. Per utterance there is random variation so nothing is memorised
 exactly: word durations 8-12 video frames (speed), silences of 2-4 frames, pitch jitter per
 word, gain, background hiss; mouth position jitter of a few pixels (the learner sees random
 88x88 crops), brightness, skin texture. The mouth is large and centred: the learner is a tiny CNN.
@@ -34,22 +37,20 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .corpus_cache import build_once
 from .manifest import LabelRow, write_label_csv
 from .media import SAMPLE_RATE, SAMPLES_PER_FRAME, write_audio, write_video
 
 # Bump when the rendering changes: a new version generates into a new folder.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DATASET_NAME = "synthetic"
 SPLITS = ("train", "val", "test")
-COMPLETE_MARKER = "COMPLETE.json"
 
 # Ordered so that each word's real syllable count is k % 3 + 1, as the animation says.
 DEFAULT_VOCABULARY = ("red", "yellow", "banana", "blue", "purple", "tomato",
@@ -60,13 +61,14 @@ LOW_FORMANTS = (300.0, 500.0, 780.0)
 HIGH_FORMANTS = (1000.0, 1500.0, 2200.0, 3200.0)
 GLIDE = 1.35  # end/start frequency ratio of a rising glide (falling: the inverse)
 
-# Mouth shapes: (half-width, half-opening at full opening, teeth, tongue), in pixels of a 96 image.
-MOUTH_SHAPES = ((26.0, 20.0, False, False),   # wide open "ah"
-                (32.0, 7.0, True, False),     # flat slit showing teeth "ee"
-                (13.0, 13.0, False, False),   # small rounded "oo"
-                (20.0, 14.0, False, True))    # medium, tongue visible
-MAX_VOCABULARY = len(MOUTH_SHAPES) * 3
-REST_SHAPE = (24.0, 10.0, False, False)  # the neutral mouth between words
+# Mouth shapes: (half-width, half-opening at full opening), in pixels of a 96 image.
+MOUTH_SHAPES = ((26.0, 20.0),   # wide open "ah"
+                (32.0, 9.0),    # flat wide slit "ee"
+                (13.0, 13.0),   # small rounded "oo"
+                (17.0, 22.0))   # tall oval "aw"
+INSIDES = ("nothing", "teeth", "tongue")  # what shows inside the cavity, from k % 3
+MAX_VOCABULARY = len(MOUTH_SHAPES) * len(INSIDES)
+REST_SHAPE = (24.0, 10.0)  # the neutral mouth between words (nothing inside)
 REST_OPENING = 0.12  # fraction of full opening with the lips at rest
 LIPS_LEVEL, CAVITY_LEVEL, TEETH_LEVEL, TONGUE_LEVEL = 95.0, 25.0, 225.0, 120.0  # gray levels; skin ~150
 
@@ -189,13 +191,13 @@ def render_audio(plan: UtterancePlan, rng: np.random.Generator) -> np.ndarray:
 
 
 def mouth_opening(plan: UtterancePlan) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: the opening (fraction of the shape's full opening) and the shape index (-1 at rest)."""
+    """Per frame: the opening (fraction of the shape's full opening) and the word said (-1 at rest)."""
     opening = np.full(plan.n_frames, REST_OPENING)
-    shape = np.full(plan.n_frames, -1)
+    word = np.full(plan.n_frames, -1)
     for word_id, (start, end) in zip(plan.word_ids, plan.word_spans):
         opening[start:end] = REST_OPENING + (1 - REST_OPENING) * syllable_envelope(word_id, end - start)
-        shape[start:end] = word_id // 3
-    return opening, shape
+        word[start:end] = word_id
+    return opening, word
 
 
 def _fill_ellipse(image: np.ndarray, centre: np.ndarray, half_axes: tuple[float, float], value: float) -> None:
@@ -209,14 +211,15 @@ def render_video(config: SyntheticCorpusConfig, plan: UtterancePlan, rng: np.ran
     """Uint8 grayscale frames [T, S, S]: dark mouth cavity in lips on skin, animated per word."""
     size = config.image_size
     scale = size / 96.0
-    opening, shape = mouth_opening(plan)
+    opening, word = mouth_opening(plan)
     centre = size / 2 + rng.uniform(-3, 3, 2) * scale
     wobble = rng.uniform(-0.5, 0.5, plan.n_frames)
     # Skin: soft vertical shading plus a per-utterance texture (a different "face" each time).
     skin = np.linspace(140, 160, size, dtype=np.float32)[:, None] + 3.0 * rng.standard_normal((size, size), dtype=np.float32)
     frames = np.empty((plan.n_frames, size, size), dtype=np.float32)
     for t in range(plan.n_frames):
-        half_width, full_opening, teeth, tongue = MOUTH_SHAPES[shape[t]] if shape[t] >= 0 else REST_SHAPE
+        half_width, full_opening = MOUTH_SHAPES[word[t] // 3] if word[t] >= 0 else REST_SHAPE
+        inside = INSIDES[word[t] % 3] if word[t] >= 0 else "nothing"
         a = half_width * scale + wobble[t]
         b = max(full_opening * opening[t], 1.0) * scale
         image = frames[t]
@@ -224,9 +227,9 @@ def render_video(config: SyntheticCorpusConfig, plan: UtterancePlan, rng: np.ran
         _fill_ellipse(image, centre, (a + 5 * scale, b + 5 * scale), LIPS_LEVEL)
         _fill_ellipse(image, centre, (a, b), CAVITY_LEVEL)
         # Teeth (top) and tongue (bottom) are half-size copies of the cavity touching its edge: inside it.
-        if teeth:
+        if inside == "teeth":
             _fill_ellipse(image, centre - (0.0, 0.5 * b), (0.5 * a, 0.5 * b), TEETH_LEVEL)
-        if tongue:
+        if inside == "tongue":
             _fill_ellipse(image, centre + (0.0, 0.5 * b), (0.5 * a, 0.5 * b), TONGUE_LEVEL)
     frames *= rng.uniform(0.85, 1.15)
     return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
@@ -256,62 +259,23 @@ def _corpus_at(root: Path, config: SyntheticCorpusConfig) -> SyntheticCorpus:
     return SyntheticCorpus(root, *(labels / f"{DATASET_NAME}_{split}.csv" for split in SPLITS), config.vocabulary)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def ensure_synthetic_corpus(cache_dir: str | Path, config: SyntheticCorpusConfig = SyntheticCorpusConfig(),
                             num_workers: int = 2) -> SyntheticCorpus:
-    """Generate the corpus into ``cache_dir/corpus-<hash>`` once; later calls reuse it.
-
-    Built under ``corpus-<hash>.partial-<pid>`` with the completion marker written last, then
-    renamed into place, so concurrent or interrupted runs never expose half a corpus. Stale
-    partial folders of dead processes are removed. Nothing outside these folders is written.
-    ``num_workers`` processes render in parallel (the result does not depend on it).
+    """Generate the corpus into ``cache_dir/corpus-<hash>`` once (atomically, see
+    :func:`~avsr_sinks.data.corpus_cache.build_once`); later calls reuse it. ``num_workers``
+    processes render in parallel (the result does not depend on it).
     """
-    cache_dir = Path(cache_dir)
-    if cache_dir.exists() and not cache_dir.is_dir():
-        raise NotADirectoryError(f"synthetic corpus cache_dir {cache_dir} is a file: set data.cache_dir to a folder")
-    name = f"corpus-{config.digest()}"
-    root = cache_dir / name
-    if (root / COMPLETE_MARKER).is_file():
-        return _corpus_at(root, config)
-    if root.exists():
-        raise RuntimeError(f"{root} exists but has no {COMPLETE_MARKER}: it was not written by this generator "
-                           f"(or was damaged); delete it and run again")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    for stale in cache_dir.glob(f"{name}.partial-*"):
-        pid = stale.name.rsplit("-", 1)[1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(stale)
+    def build(folder: Path) -> dict:
+        jobs = [(config, folder / DATASET_NAME, split, i) for split in SPLITS for i in range(config.split_size(split))]
+        if num_workers > 1 and len(jobs) > 1:
+            # fork: workers need no re-import, and they touch neither torch nor threads.
+            with multiprocessing.get_context("fork").Pool(num_workers) as pool:
+                rows = pool.map(_write_utterance, jobs, chunksize=16)
+        else:
+            rows = [_write_utterance(job) for job in jobs]
+        corpus = _corpus_at(folder, config)
+        for split, csv_path in zip(SPLITS, (corpus.train_csv, corpus.val_csv, corpus.test_csv)):
+            write_label_csv(csv_path, [row for row in rows if row.rel_path.startswith(f"{split}/")])
+        return {"config": asdict(config), "generator": GENERATOR_VERSION}
 
-    partial = cache_dir / f"{name}.partial-{os.getpid()}"
-    if partial.exists():
-        shutil.rmtree(partial)
-    media_dir = partial / DATASET_NAME
-    jobs = [(config, media_dir, split, i) for split in SPLITS for i in range(config.split_size(split))]
-    if num_workers > 1 and len(jobs) > 1:
-        # fork: workers need no re-import, and they touch neither torch nor threads.
-        with multiprocessing.get_context("fork").Pool(num_workers) as pool:
-            rows = pool.map(_write_utterance, jobs, chunksize=16)
-    else:
-        rows = [_write_utterance(job) for job in jobs]
-    corpus = _corpus_at(partial, config)
-    for split, csv_path in zip(SPLITS, (corpus.train_csv, corpus.val_csv, corpus.test_csv)):
-        write_label_csv(csv_path, [row for row in rows if row.rel_path.startswith(f"{split}/")])
-    (partial / COMPLETE_MARKER).write_text(json.dumps(
-        {"config": asdict(config), "generator": GENERATOR_VERSION}, indent=1, sort_keys=True))
-    try:
-        partial.rename(root)
-    except OSError:
-        # Another process finished first: keep its corpus, drop ours.
-        if not (root / COMPLETE_MARKER).is_file():
-            raise
-        shutil.rmtree(partial)
-    return _corpus_at(root, config)
+    return _corpus_at(build_once(cache_dir, f"corpus-{config.digest()}", build), config)

@@ -14,7 +14,7 @@ from ..data import AVSRDataset, collate_samples
 from ..model.tasks import TASK_MODALITIES
 from ..sinks.report import sink_report
 from .checkpoints import load_trained_model
-from .datamodule import resolve_corpus
+from .datamodule import resolve_corpus, split_csv
 from .evaluate import _device
 
 AVERAGED = ("bos_alpha", "intermediate_alpha", "max_activation_ratio", "mean_bos_cosine")
@@ -42,7 +42,7 @@ def analyze_model(model, config: Mapping, split: str, num_samples: int, out_dir:
     their means (``mean``), intermediate sink labels and per-utterance summaries."""
     model.eval()
     corpus = resolve_corpus(config["data"])
-    dataset = AVSRDataset(corpus["root"], corpus[f"{split}_csv"], modalities=TASK_MODALITIES[config["task"]["name"]],
+    dataset = AVSRDataset(corpus["root"], split_csv(corpus, config["data"], split), modalities=TASK_MODALITIES[config["task"]["name"]],
                           split=split, strict=config["data"].get("strict", False), augment=False)
     device = next(model.parameters()).device
     per_sample = {}

@@ -12,6 +12,9 @@ from pathlib import Path
 from ..model.tasks import TASK_MODALITIES
 
 TINY_DEMO_LLM = "tiny-demo"
+# data.kind: generated corpora (synthetic, espeak), the LibriVox test utterances, auto_avsr's LRS2/LRS3.
+CORPUS_KINDS = ("synthetic", "espeak", "librivox", "lrs")
+AUDIO_ONLY_CORPORA = ("espeak", "librivox")
 DTYPE_NAMES = ("bfloat16", "float16", "float32")
 
 
@@ -58,8 +61,18 @@ def validate_config(cfg: Mapping) -> None:
     if llm_path != TINY_DEMO_LLM and str(llm_path).startswith(("/", ".", "~")) and not Path(str(llm_path)).expanduser().is_dir():
         raise ConfigError(f"model.llm.path={llm_path} is not a directory")
     data = cfg["data"]
-    if data["kind"] not in ("synthetic", "lrs"):
-        raise ConfigError(f"data.kind={data['kind']!r}: choose 'synthetic' or 'lrs' (data=lrs2|lrs3|synthetic)")
+    if data["kind"] not in CORPUS_KINDS:
+        raise ConfigError(f"data.kind={data['kind']!r}: choose one of {', '.join(CORPUS_KINDS)} "
+                          f"(data=lrs2|lrs3|synthetic|espeak|librivox)")
+    if data["kind"] in AUDIO_ONLY_CORPORA and "video" in TASK_MODALITIES[task]:
+        raise ConfigError(f"data={data['kind']} has audio only: task {task} needs video; use task=asr")
+    if data["kind"] == "espeak":
+        from ..data.espeak_corpus import EspeakCorpusConfig
+
+        try:
+            EspeakCorpusConfig(**dict(data.get("espeak") or {}))
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"data.espeak: {err} (fields: see EspeakCorpusConfig)") from err
     if data["kind"] == "synthetic":
         from ..data.synthetic import SyntheticCorpusConfig
 
@@ -73,9 +86,19 @@ def validate_config(cfg: Mapping) -> None:
                 raise ConfigError(f"data.{key} is not set: pass data.{key}=/path (auto_avsr layout, see README)")
             if not Path(str(data[key])).expanduser().exists():
                 raise ConfigError(f"data.{key}={data[key]} does not exist")
+    try:
+        from ..data.noise import TrainNoiseConfig
+
+        TrainNoiseConfig.from_settings(data.get("train_noise"))
+    except (TypeError, ValueError, FileNotFoundError) as err:
+        raise ConfigError(f"data.train_noise: {err} (fields: snr_db, kind, noise_file; or null)") from err
     baseline = cfg.get("baseline") or {"kind": "none"}
     if baseline["kind"] not in ("none", "sink_logit", "gated_attention"):
         raise ConfigError(f"baseline.kind={baseline['kind']!r}: choose none, sink_logit or gated_attention")
+    encoder_lr = (cfg.get("optim") or {}).get("encoder_lr") or {}
+    unknown = sorted(set(encoder_lr) - {"audio", "video"})
+    if unknown:
+        raise ConfigError(f"optim.encoder_lr has keys {unknown}: use audio and/or video, e.g. optim.encoder_lr={{video: 1e-3}}")
     decor = cfg["decor"]
     if decor["lambda"] is None or float(decor["lambda"]) < 0:
         raise ConfigError(f"decor.lambda={decor['lambda']}: must be a number >= 0")

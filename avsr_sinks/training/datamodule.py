@@ -2,27 +2,57 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
 from torch.utils.data import DataLoader
 
-from ..data import AVSRDataset, FrameBudgetBatchSampler, collate_samples
+from ..data import AVSRDataset, FrameBudgetBatchSampler, TrainNoiseConfig, collate_samples
+from ..data.espeak_corpus import EspeakCorpusConfig, ensure_espeak_corpus
+from ..data.librivox import DEFAULT_SOURCE as LIBRIVOX_SOURCE
+from ..data.librivox import ensure_librivox_corpus
 from ..data.synthetic import SyntheticCorpusConfig, ensure_synthetic_corpus
+from .config_validation import CORPUS_KINDS
 
 
 def resolve_corpus(data: Mapping) -> dict:
-    """Root, label CSVs and (for the demo) the vocabulary of the configured corpus."""
-    if data["kind"] == "synthetic":
+    """Root, label CSVs (None for a split the corpus lacks) and (for the demo) the vocabulary."""
+    kind = data["kind"]
+    if kind == "synthetic":
         fields = {k: tuple(v) if k == "vocabulary" else v for k, v in dict(data["synthetic"]).items()}
         corpus = ensure_synthetic_corpus(
             Path(str(data["cache_dir"])).expanduser() / "synthetic", SyntheticCorpusConfig(**fields)
         )
         return {"root": corpus.root, "train_csv": corpus.train_csv, "val_csv": corpus.val_csv,
                 "test_csv": corpus.test_csv, "vocabulary": list(corpus.vocabulary)}
-    return {"root": data["root"], "train_csv": data["train_csv"], "val_csv": data["val_csv"],
-            "test_csv": data["test_csv"], "vocabulary": None}
+    if kind == "espeak":
+        corpus = ensure_espeak_corpus(Path(str(data["cache_dir"])).expanduser() / "espeak",
+                                      EspeakCorpusConfig(**dict(data.get("espeak") or {})),
+                                      num_workers=os.cpu_count() or 1)
+        return {"root": corpus.root, "train_csv": corpus.train_csv, "val_csv": corpus.val_csv,
+                "test_csv": corpus.test_csv, "vocabulary": None}
+    if kind == "librivox":
+        corpus = ensure_librivox_corpus(Path(str(data["cache_dir"])).expanduser(),
+                                        data.get("source") or LIBRIVOX_SOURCE)
+        return {"root": corpus.root, "train_csv": None, "val_csv": None, "test_csv": corpus.test_csv,
+                "vocabulary": None}
+    if kind == "lrs":
+        return {"root": data["root"], "train_csv": data["train_csv"], "val_csv": data["val_csv"],
+                "test_csv": data["test_csv"], "vocabulary": None}
+    raise ValueError(f"data.kind={kind!r}: choose one of {', '.join(CORPUS_KINDS)}")
+
+
+def split_csv(corpus: Mapping, data: Mapping, split: str):
+    """The label CSV of ``split``; a split the corpus lacks (LibriVox: test only) is an error naming the config."""
+    label_csv = corpus.get(f"{split}_csv")
+    if label_csv is None:
+        kind = data["kind"]
+        available = [name for name in ("train", "val", "test") if corpus.get(f"{name}_csv") is not None]
+        raise ValueError(f"data={kind} has no {split} split: it is for evaluation (scripts/eval.py data={kind} ...; "
+                         f"its splits: {', '.join(available)})")
+    return label_csv
 
 
 class AVSRDataModule(L.LightningDataModule):
@@ -39,12 +69,14 @@ class AVSRDataModule(L.LightningDataModule):
         if split not in self.datasets:
             self.datasets[split] = AVSRDataset(
                 self.corpus["root"],
-                self.corpus[f"{split}_csv"],
+                split_csv(self.corpus, self.data, split),
                 modalities=self.modalities,
                 split=split,
                 max_frames=self.data.get("max_frames_per_sample"),
                 max_transcript_chars=self.data.get("max_transcript_chars"),
                 noise=self.noise if split != "train" else None,
+                train_noise=(TrainNoiseConfig.from_settings(self.data.get("train_noise"))
+                             if "audio" in self.modalities else None),
                 strict=self.data.get("strict", False),
                 seed=self.seed,
                 augment=self.data.get("augment", True) and split == "train",

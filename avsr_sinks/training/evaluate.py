@@ -16,7 +16,7 @@ from ..sinks.baselines import apply_act, load_act_heads
 from ..model.avsr import GenerationSettings
 from ..model.tasks import TASK_MODALITIES
 from .checkpoints import load_trained_model
-from .datamodule import resolve_corpus
+from .datamodule import resolve_corpus, split_csv
 
 
 def _device(name: str) -> torch.device:
@@ -43,7 +43,7 @@ def split_loader(config: Mapping, split: str, noise: NoiseConfig | None = None) 
     """The ordered, unaugmented evaluation loader of ``split`` for a run config."""
     data = config["data"]
     corpus = resolve_corpus(data)
-    dataset = AVSRDataset(corpus["root"], corpus[f"{split}_csv"], modalities=TASK_MODALITIES[config["task"]["name"]],
+    dataset = AVSRDataset(corpus["root"], split_csv(corpus, data, split), modalities=TASK_MODALITIES[config["task"]["name"]],
                           split=split, noise=noise, strict=data.get("strict", False), seed=int(config["seed"]), augment=False)
     loader = DataLoader(dataset, batch_sampler=FrameBudgetBatchSampler(dataset.lengths, data["eval_max_frames"], shuffle=False, seed=0),
                         collate_fn=collate_samples, num_workers=int(data.get("num_workers", 0)))

@@ -18,7 +18,7 @@ from ..model.tasks import TASK_MODALITIES
 from .build import build_model
 from .config_validation import validate_config
 from .checkpoints import average_checkpoints
-from .datamodule import AVSRDataModule, resolve_corpus
+from .datamodule import AVSRDataModule, resolve_corpus, split_csv
 from .module import AVSRModule, OptimSettings
 
 
@@ -70,6 +70,8 @@ def train(cfg: Mapping) -> dict:
     output_dir = Path(str(cfg["output_dir"]))
     L.seed_everything(int(cfg["seed"]), workers=True)
     corpus = resolve_corpus(cfg["data"])
+    for split in ("train", "val"):
+        split_csv(corpus, cfg["data"], split)  # an evaluation-only corpus fails here, before the model loads
     model = build_model(cfg, corpus["vocabulary"])
     generation = GenerationSettings(**dict(cfg["generation"]))
     module = AVSRModule(model, OptimSettings(**dict(cfg["optim"])), generation, config=dict(cfg))

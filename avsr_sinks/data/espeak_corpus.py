@@ -1,0 +1,273 @@
+"""An offline English speech corpus: generated sentences spoken by espeak-ng, for ASR fine-tuning.
+
+Real pretrained models (Whisper tiny.en + SmolLM2-135M) need real words to adapt to, and a
+CPU-only machine with no downloads has none: espeak-ng (Debian package ``espeak-ng``) speaks
+the sentences of :mod:`avsr_sinks.data.sentences` (broad vocabulary, all sentences distinct,
+so no test sentence is in train), each with its own voice, speed and pitch.
+
+Voices are espeak-ng's English accents (``gmw/...``; the mbrola voices are not installed)
+combined with its voice variants. Held-out speakers make the test honest: by default the
+train and validation splits use the accents en-us, en-gb, en-gb-scotland, en-gb-x-rp,
+en-us-nyc and en-gb-x-gbclan with the variants m1, m2, m3, m4, m6, f1, f2, f4, and the test
+split uses only the accents en-029 (Caribbean) and en-gb-x-gbcwmd (West Midlands) with the
+variants m5, m7, f3, f5: neither accent nor variant of a test utterance is heard in training.
+
+Audio: espeak-ng's 22050 Hz output resampled to 16 kHz, silence beyond 0.1 s trimmed at both
+ends, peak-normalised to 0.9 times a per-utterance gain in [0.75, 1]. Audio-only layout of
+auto_avsr's LRS3: ``root/espeak/<split>/<split>_<index>.wav`` and 5-field label CSVs
+``root/labels/espeak_<split>.csv`` (the token-id field is empty: the LLM tokenizes the
+transcript; n_frames counts 40 ms frames). What each utterance was drawn with (voice, speed,
+pitch, gain) is in ``root/labels/espeak_<split>_utterances.json``.
+
+Deterministic: sentences come from one seeded generator per split (test first, then val,
+then train, each excluding the sentences of the ones before, so the test set does not change
+with n_train), voice/speed/pitch/gain from one generator per utterance, so nothing depends on
+the worker count. The cache folder is named by a hash of the config, ``GENERATOR_VERSION`` and
+the espeak-ng version, and is built atomically (:func:`avsr_sinks.data.corpus_cache.build_once`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from .corpus_cache import build_once
+from .manifest import LabelRow, write_label_csv
+from .media import SAMPLE_RATE, SAMPLES_PER_FRAME, write_audio
+from .sentences import LONGEST_SENTENCE, SHORTEST_SENTENCE, distinct_sentences
+
+# Bump when the sentences or the audio processing change: a new version generates into a new folder.
+GENERATOR_VERSION = 1
+DATASET_NAME = "espeak"
+SPLITS = ("train", "val", "test")
+INSTALL_HINT = "apt-get install -y espeak-ng"
+
+# espeak-ng's English voices of its own synthesizer (gmw/...), and the variants (!v/...) allowed.
+ENGLISH_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan",
+                  "en-gb-x-gbcwmd")
+VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
+            "klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6")
+# Held-out speakers: no accent and no variant of the test voices is heard in training.
+TRAIN_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan")
+TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m6", "f1", "f2", "f4")
+TEST_ACCENTS = ("en-029", "en-gb-x-gbcwmd")
+TEST_VARIANTS = ("m5", "m7", "f3", "f5")
+DEFAULT_TRAIN_VOICES = tuple(f"{accent}+{variant}" for accent in TRAIN_ACCENTS for variant in TRAIN_VARIANTS)
+DEFAULT_TEST_VOICES = tuple(f"{accent}+{variant}" for accent in TEST_ACCENTS for variant in TEST_VARIANTS)
+
+SILENCE_KEPT_S = 0.1  # silence left before the first and after the last sound
+SILENCE_LEVEL = 0.01  # below this fraction of the peak counts as silence
+PEAK = 0.9
+SENTENCE_STREAM, VOICE_STREAM = 1, 2  # tags that keep the seeded generators apart
+
+
+@dataclass(frozen=True)
+class EspeakCorpusConfig:
+    """What the corpus holds; every field changes the cache folder's hash."""
+
+    n_train: int = 3000
+    n_val: int = 200
+    n_test: int = 300
+    seed: int = 0
+    train_voices: tuple[str, ...] = DEFAULT_TRAIN_VOICES  # also used by the validation split
+    test_voices: tuple[str, ...] = DEFAULT_TEST_VOICES
+    min_speed: int = 130  # words per minute (espeak-ng -s)
+    max_speed: int = 190
+    min_pitch: int = 30  # 0..99 (espeak-ng -p)
+    max_pitch: int = 70
+    min_words: int = 4
+    max_words: int = 16
+
+    def __post_init__(self) -> None:
+        where = "EspeakCorpusConfig"
+        for name in ("train_voices", "test_voices"):
+            voices = tuple(getattr(self, name))
+            object.__setattr__(self, name, voices)
+            if not voices:
+                raise ValueError(f"{where}.{name} is empty: give at least one voice, e.g. en-us+m3")
+            if len(set(voices)) != len(voices):
+                raise ValueError(f"{where}.{name} lists a voice twice: {voices}")
+            for voice in voices:
+                accent, _, variant = str(voice).partition("+")
+                if accent not in ENGLISH_VOICES or (variant and variant not in VARIANTS):
+                    raise ValueError(f"{where}.{name}: {voice!r} is not <accent>[+<variant>] with an accent of "
+                                     f"{ENGLISH_VOICES} and a variant of {VARIANTS}")
+        shared = sorted(set(self.train_voices) & set(self.test_voices))
+        if shared:
+            raise ValueError(f"{where}.test_voices must not be train voices (the test speakers are held out), "
+                             f"both have {shared}")
+        for name in ("n_train", "n_val", "n_test"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{where}.{name} must be >= 0, got {getattr(self, name)}")
+        for low, high, lowest, highest in (("min_speed", "max_speed", 80, 450), ("min_pitch", "max_pitch", 0, 99),
+                                           ("min_words", "max_words", SHORTEST_SENTENCE, LONGEST_SENTENCE)):
+            if not lowest <= getattr(self, low) <= getattr(self, high) <= highest:
+                raise ValueError(f"{where}.{low}/{high}: need {lowest} <= {low} <= {high} <= {highest}, "
+                                 f"got {getattr(self, low)} and {getattr(self, high)}")
+
+    def split_size(self, split: str) -> int:
+        """Number of utterances in ``split``."""
+        return {"train": self.n_train, "val": self.n_val, "test": self.n_test}[split]
+
+    def split_voices(self, split: str) -> tuple[str, ...]:
+        """The voices ``split`` is spoken with: the test split has its own."""
+        return self.test_voices if split == "test" else self.train_voices
+
+    def digest(self, espeak: str) -> str:
+        """Hash of the config, the generator version and the espeak-ng version: the cache folder's name."""
+        text = json.dumps({"config": asdict(self), "generator": GENERATOR_VERSION, "espeak": espeak}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class EspeakCorpus:
+    """A generated corpus: wavs under ``root/espeak``, label CSVs under ``root/labels``."""
+
+    root: Path
+    train_csv: Path
+    val_csv: Path
+    test_csv: Path
+
+    def utterances_json(self, split: str) -> Path:
+        """Per utterance of ``split``: id, text, voice, speed, pitch and gain."""
+        return self.root / "labels" / f"{DATASET_NAME}_{split}_utterances.json"
+
+
+@dataclass(frozen=True)
+class UtterancePlan:
+    """Everything one utterance is rendered from."""
+
+    split: str
+    index: int
+    text: str
+    voice: str
+    speed: int
+    pitch: int
+    gain: float
+
+    @property
+    def utterance_id(self) -> str:
+        return f"{self.split}_{self.index:05d}"
+
+
+def espeak_binary() -> str:
+    """Path of espeak-ng; a clear error (with the install command) if it is missing."""
+    binary = shutil.which("espeak-ng")
+    if binary is None:
+        raise FileNotFoundError(f"espeak-ng is not installed (needed for data=espeak): {INSTALL_HINT}")
+    return binary
+
+
+@cache
+def espeak_version() -> str:
+    """``espeak-ng --version``: part of the cache key, as another version speaks differently."""
+    return subprocess.run([espeak_binary(), "--version"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def corpus_sentences(config: EspeakCorpusConfig) -> dict[str, list[str]]:
+    """Sentences per split, all distinct: test first, so it does not depend on n_train or n_val."""
+    taken: set[str] = set()
+    sentences = {}
+    for split in ("test", "val", "train"):
+        rng = np.random.default_rng([config.seed, SENTENCE_STREAM, SPLITS.index(split)])
+        sentences[split] = distinct_sentences(rng, config.split_size(split), taken, config.min_words, config.max_words)
+        taken.update(sentences[split])
+    return sentences
+
+
+def plan_corpus(config: EspeakCorpusConfig) -> list[UtterancePlan]:
+    """Every utterance of the corpus; voice, speed, pitch and gain from one generator per utterance."""
+    sentences = corpus_sentences(config)
+    plans = []
+    for split in SPLITS:
+        voices = config.split_voices(split)
+        for index, text in enumerate(sentences[split]):
+            rng = np.random.default_rng([config.seed, VOICE_STREAM, SPLITS.index(split), index])
+            plans.append(UtterancePlan(split, index, text, voices[int(rng.integers(len(voices)))],
+                                       int(rng.integers(config.min_speed, config.max_speed + 1)),
+                                       int(rng.integers(config.min_pitch, config.max_pitch + 1)),
+                                       round(float(rng.uniform(0.75, 1.0)), 4)))
+    return plans
+
+
+def synthesize(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
+    """espeak-ng's speech of ``text`` as float32 at 16 kHz (untrimmed)."""
+    if not re.fullmatch(r"[a-z' ]+", text):
+        raise ValueError(f"synthesize: {text!r} must be lowercase letters, apostrophes and spaces")
+    result = subprocess.run([espeak_binary(), "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", text],
+                            capture_output=True, check=False)
+    if result.returncode != 0 or not result.stdout:
+        raise RuntimeError(f"espeak-ng -v {voice} failed (exit {result.returncode}): "
+                           f"{result.stderr.decode(errors='replace').strip()}")
+    waveform, rate = sf.read(io.BytesIO(result.stdout), dtype="float64")
+    divisor = math.gcd(rate, SAMPLE_RATE)
+    return resample_poly(waveform, SAMPLE_RATE // divisor, rate // divisor).astype(np.float32)
+
+
+def trim_and_normalise(waveform: np.ndarray, gain: float) -> np.ndarray:
+    """Keep at most 0.1 s of silence at each end; peak at ``PEAK * gain``."""
+    peak = float(np.abs(waveform).max(initial=0.0))
+    if peak == 0.0:
+        raise ValueError("espeak-ng produced silence")
+    sound = np.flatnonzero(np.abs(waveform) > SILENCE_LEVEL * peak)
+    margin = int(SILENCE_KEPT_S * SAMPLE_RATE)
+    waveform = waveform[max(sound[0] - margin, 0):sound[-1] + 1 + margin]
+    return (waveform * (PEAK * gain / peak)).astype(np.float32)
+
+
+def render_utterance(plan: UtterancePlan) -> np.ndarray:
+    """The float32 16 kHz waveform of one planned utterance."""
+    return trim_and_normalise(synthesize(plan.text, plan.voice, plan.speed, plan.pitch), plan.gain)
+
+
+def _write_utterance(job: tuple[UtterancePlan, Path]) -> LabelRow:
+    plan, media_dir = job
+    waveform = render_utterance(plan)
+    write_audio(media_dir / plan.split / f"{plan.utterance_id}.wav", waveform)
+    return LabelRow(DATASET_NAME, f"{plan.split}/{plan.utterance_id}", math.ceil(waveform.size / SAMPLES_PER_FRAME),
+                    "", plan.text)
+
+
+def _corpus_at(root: Path) -> EspeakCorpus:
+    labels = root / "labels"
+    return EspeakCorpus(root, *(labels / f"{DATASET_NAME}_{split}.csv" for split in SPLITS))
+
+
+def ensure_espeak_corpus(cache_dir: str | Path, config: EspeakCorpusConfig = EspeakCorpusConfig(),
+                         num_workers: int = 2) -> EspeakCorpus:
+    """Generate the corpus into ``cache_dir/corpus-<hash>`` once; later calls reuse it.
+
+    ``num_workers`` processes run espeak-ng in parallel (the result does not depend on it).
+    """
+    version = espeak_version()
+
+    def build(folder: Path) -> dict:
+        plans = plan_corpus(config)
+        jobs = [(plan, folder / DATASET_NAME) for plan in plans]
+        if num_workers > 1 and len(jobs) > 1:
+            # fork: workers need no re-import; each only runs espeak-ng and writes a wav.
+            with multiprocessing.get_context("fork").Pool(num_workers) as pool:
+                rows = pool.map(_write_utterance, jobs, chunksize=8)
+        else:
+            rows = [_write_utterance(job) for job in jobs]
+        corpus = _corpus_at(folder)
+        for split, csv_path in zip(SPLITS, (corpus.train_csv, corpus.val_csv, corpus.test_csv)):
+            write_label_csv(csv_path, [row for row, plan in zip(rows, plans) if plan.split == split])
+            corpus.utterances_json(split).write_text(json.dumps(
+                [{"id": plan.utterance_id, **asdict(plan)} for plan in plans if plan.split == split], indent=1))
+        return {"config": asdict(config), "generator": GENERATOR_VERSION, "espeak": version}
+
+    return _corpus_at(build_once(cache_dir, f"corpus-{config.digest(version)}", build))

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Reruns every number of results/laptop/REPORT.md (2 CPU cores: about 25 min per trained run).
+#   bash results/laptop/run_all.sh [run ...]      runs: pretrained lambda0 lambda100 lambda1e4 lambda10
+#                                                       c16_lambda0 c16_lambda100 sink_logit gated_attention
+# Needs: python scripts/install_weights.py (once), Debian espeak-ng and pocketsphinx-testdata.
+# Checkpoints and logs go to outputs/laptop/<run>; summaries are copied into results/laptop/<run>.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export WANDB_MODE=${WANDB_MODE:-disabled}
+OUT=outputs/laptop
+RES=results/laptop
+STEPS=${STEPS:-300}
+
+train_eval_analyze() {  # name, train overrides...
+  local name=$1; shift
+  python scripts/train.py experiment=laptop_asr trainer.max_steps="$STEPS" "$@" hydra.run.dir="$OUT/$name"
+  local ckpt="$OUT/$name/checkpoints/last.ckpt"
+  python scripts/eval.py ckpt="$ckpt" data=librivox hydra.run.dir="$OUT/$name/librivox"
+  python scripts/analyze.py ckpt="$ckpt" num_samples=5 hydra.run.dir="$OUT/$name/analysis"
+  collect "$name"
+}
+
+collect() {  # copy the small result files of a run into results/laptop/<run>
+  local name=$1 dest="$RES/$1"
+  rm -rf "$dest" && mkdir -p "$dest/figures"
+  local metrics; metrics="$(ls -d "$OUT/$name"/csv/version_* | tail -1)/metrics.csv"
+  if [ -f "$metrics" ]; then cp "$metrics" "$dest/train_metrics.csv"; fi
+  if [ -d "$OUT/$name/eval" ]; then
+    cp "$OUT/$name/eval/test_wer.json" "$dest/espeak_test_wer.json"
+    cp "$OUT/$name/eval/test_utterances.csv" "$dest/espeak_test_utterances.csv"
+  fi
+  if [ -d "$OUT/$name/librivox" ]; then
+    cp "$OUT/$name/librivox/wer_table.json" "$dest/librivox_wer.json"
+    cp "$OUT/$name/librivox/test_clean_utterances.csv" "$dest/librivox_utterances.csv"
+  fi
+  cp "$OUT/$name/analysis/summary.json" "$dest/sink_summary.json"
+  cp "$(ls -d "$OUT/$name"/analysis/*/ | head -1)"*.png "$dest/figures/"
+}
+
+run() {
+  case "$1" in
+    # Before fine-tuning: one step at learning rate 0 saves the untouched model (LoRA B = 0: a no-op;
+    # the projector is at its random initialisation).
+    pretrained) python scripts/train.py experiment=laptop_asr optim.lr=0 trainer.max_steps=1 run_test=false \
+                  hydra.run.dir="$OUT/pretrained"
+                python scripts/analyze.py ckpt="$OUT/pretrained/checkpoints/last.ckpt" num_samples=5 \
+                  hydra.run.dir="$OUT/pretrained/analysis"
+                collect pretrained ;;
+    lambda0)          train_eval_analyze lambda0 decor.lambda=0 ;;
+    lambda10)         train_eval_analyze lambda10 decor.lambda=10 ;;
+    lambda100)        train_eval_analyze lambda100 decor.lambda=100 ;;
+    lambda1e4)        train_eval_analyze lambda1e4 decor.lambda=10000 ;;
+    c16_lambda0)      train_eval_analyze c16_lambda0 compression=16 decor.lambda=0 ;;
+    c16_lambda100)    train_eval_analyze c16_lambda100 compression=16 decor.lambda=100 ;;
+    sink_logit)       train_eval_analyze sink_logit baseline.kind=sink_logit ;;
+    gated_attention)  train_eval_analyze gated_attention baseline.kind=gated_attention ;;
+    *) echo "unknown run $1" >&2; exit 2 ;;
+  esac
+}
+
+for name in "${@:-pretrained lambda0 lambda100}"; do
+  for n in $name; do run "$n"; done
+done

@@ -1,0 +1,275 @@
+"""The offline speech corpora: espeak-ng sentences (train/val/test) and the LibriVox test utterances.
+
+Expected values are recomputed here from the source files (the ``transcription`` file, the wavs,
+a fresh espeak-ng call), not read back from the code under test.
+"""
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from avsr_sinks.data import espeak_corpus, read_label_csv
+from avsr_sinks.data.espeak_corpus import (EspeakCorpusConfig, corpus_sentences, ensure_espeak_corpus, espeak_binary,
+                                           synthesize, trim_and_normalise)
+from avsr_sinks.data.librivox import DEFAULT_SOURCE, ensure_librivox_corpus
+from avsr_sinks.data.sentences import generate_sentence
+from avsr_sinks.training.config_validation import ConfigError, validate_config
+from avsr_sinks.training.datamodule import AVSRDataModule, resolve_corpus
+
+ROOT = Path(__file__).resolve().parent.parent
+SPLITS = ("train", "val", "test")
+TINY = dict(n_train=6, n_val=2, n_test=3, seed=3)
+TRANSCRIPT = re.compile(r"[a-z' ]+")
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                                  reason="espeak-ng is not installed (apt-get install -y espeak-ng)")
+needs_librivox = pytest.mark.skipif(not (DEFAULT_SOURCE / "transcription").is_file(),
+                                    reason=f"{DEFAULT_SOURCE} missing (apt-get install -y pocketsphinx-testdata)")
+
+
+def _compose(config_name, overrides):
+    """A resolved config as the scripts see it (output_dir is Hydra's run folder: set it)."""
+    if not any(o.startswith("output_dir=") for o in overrides):
+        overrides = [*overrides, "output_dir=unused"]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return OmegaConf.to_container(compose(config_name=config_name, overrides=overrides), resolve=True)
+
+
+def _files(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_corpora(tmp_path_factory):
+    """The same tiny corpus generated three times: 2 workers, 2 workers again, 1 worker."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install -y espeak-ng)")
+    tmp = tmp_path_factory.mktemp("espeak")
+    config = EspeakCorpusConfig(**TINY)
+    return config, [ensure_espeak_corpus(tmp / name, config, num_workers=workers)
+                    for name, workers in (("a", 2), ("b", 2), ("c", 1))]
+
+
+def _utterances(corpus, split):
+    return json.loads(corpus.utterances_json(split).read_text())
+
+
+@needs_espeak
+def test_rows_point_to_16k_mono_wavs_of_their_frame_count(tiny_corpora):
+    config, (corpus, *_) = tiny_corpora
+    for split in SPLITS:
+        rows = read_label_csv(getattr(corpus, f"{split}_csv"))
+        assert len(rows) == config.split_size(split)
+        for row in rows:
+            info = sf.info(str(row.media_path(corpus.root, ".wav")))
+            assert row.dataset == "espeak" and row.rel_path.startswith(f"{split}/{split}_")
+            assert info.samplerate == 16000 and info.channels == 1
+            assert (row.n_frames - 1) * 640 < info.frames <= row.n_frames * 640
+
+
+@needs_espeak
+def test_transcripts_are_the_split_sentences_and_plain_words(tiny_corpora):
+    config, (corpus, *_) = tiny_corpora
+    sentences = corpus_sentences(config)
+    for split in SPLITS:
+        transcripts = [row.transcript for row in read_label_csv(getattr(corpus, f"{split}_csv"))]
+        assert transcripts == sentences[split] == [u["text"] for u in _utterances(corpus, split)]
+        for text in transcripts:
+            assert TRANSCRIPT.fullmatch(text) and text == text.lower()
+            assert config.min_words <= len(text.split()) <= config.max_words
+
+
+@needs_espeak
+def test_test_voices_are_held_out_and_the_recorded_voice_is_the_one_heard(tiny_corpora):
+    config, (corpus, *_) = tiny_corpora
+    for split in SPLITS:
+        voices = set(config.test_voices if split == "test" else config.train_voices)
+        for utterance in _utterances(corpus, split):
+            assert utterance["voice"] in voices
+            assert config.min_speed <= utterance["speed"] <= config.max_speed
+            assert config.min_pitch <= utterance["pitch"] <= config.max_pitch
+    assert not set(config.test_voices) & set(config.train_voices)
+    # The metadata says how each wav was made: speak it again with those settings.
+    utterance = _utterances(corpus, "test")[0]
+    expected = trim_and_normalise(synthesize(utterance["text"], utterance["voice"], utterance["speed"],
+                                             utterance["pitch"]), utterance["gain"])
+    written, _ = sf.read(str(corpus.root / "espeak" / "test" / f"{utterance['id']}.wav"), dtype="float32")
+    assert written.shape == expected.shape
+    np.testing.assert_allclose(written, expected, atol=1.5 / 32768)
+    # A voice of another split sounds different.
+    other = trim_and_normalise(synthesize(utterance["text"], config.train_voices[0], utterance["speed"],
+                                          utterance["pitch"]), utterance["gain"])
+    assert other.shape != expected.shape or not np.allclose(other, expected, atol=0.01)
+
+
+@needs_espeak
+def test_generation_is_deterministic_across_folders_and_worker_counts(tiny_corpora):
+    _, (a, b, c) = tiny_corpora
+    files = _files(a.root)
+    assert len([name for name in files if name.suffix == ".wav"]) == 11
+    assert files == _files(b.root) == _files(c.root)
+    assert a.root.name == b.root.name == c.root.name
+
+
+@needs_espeak
+def test_second_call_reuses_the_cache(tiny_corpora, monkeypatch):
+    config, (corpus, *_) = tiny_corpora
+    before = {p: p.stat().st_mtime_ns for p in corpus.root.rglob("*")}
+
+    def must_not_run(_config):
+        raise AssertionError("the corpus was generated again")
+
+    monkeypatch.setattr(espeak_corpus, "plan_corpus", must_not_run)
+    again = ensure_espeak_corpus(corpus.root.parent, config)
+    assert again == corpus
+    assert {p: p.stat().st_mtime_ns for p in corpus.root.rglob("*")} == before
+    assert [p.name for p in corpus.root.parent.iterdir()] == [corpus.root.name]  # no partial folder left
+    marker = json.loads((corpus.root / "COMPLETE.json").read_text())
+    assert marker["config"]["n_train"] == 6 and marker["espeak"].startswith("eSpeak NG")
+
+
+def test_sentence_generator_is_broad():
+    rng = np.random.default_rng(0)
+    sentences = [generate_sentence(rng) for _ in range(3000)]
+    vocabulary = {word for sentence in sentences for word in sentence.split()}
+    assert len(set(sentences)) >= 2000 and len(vocabulary) >= 800
+    assert all(TRANSCRIPT.fullmatch(s) and 4 <= len(s.split()) <= 16 for s in sentences)
+
+
+def test_splits_share_no_sentence_and_test_does_not_depend_on_train_size():
+    config = EspeakCorpusConfig()
+    sentences = corpus_sentences(config)
+    assert [len(sentences[split]) for split in SPLITS] == [3000, 200, 300]
+    for split in SPLITS:
+        assert len(set(sentences[split])) == len(sentences[split])
+    assert not set(sentences["train"]) & set(sentences["test"])
+    assert not set(sentences["train"]) & set(sentences["val"])
+    assert not set(sentences["val"]) & set(sentences["test"])
+    assert corpus_sentences(EspeakCorpusConfig(n_train=10, n_val=5))["test"] == sentences["test"]
+
+
+@pytest.mark.parametrize("fields, field", [
+    (dict(n_train=-1), "n_train"),
+    (dict(train_voices=()), "train_voices"),
+    (dict(train_voices=("en-us+m1", "en-us+m1")), "train_voices"),
+    (dict(train_voices=("en-xx+m1",)), "train_voices"),
+    (dict(test_voices=("en-us+nosuchvariant",)), "test_voices"),
+    (dict(test_voices=("en-us+m1",)), "test_voices"),  # a train voice
+    (dict(min_speed=200), "min_speed/max_speed"),
+    (dict(max_pitch=120), "min_pitch/max_pitch"),
+    (dict(min_words=1), "min_words/max_words"),
+])
+def test_config_errors_name_the_field(fields, field):
+    with pytest.raises(ValueError, match=re.escape(f"EspeakCorpusConfig.{field}")):
+        EspeakCorpusConfig(**fields)
+
+
+def test_missing_espeak_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(espeak_corpus.shutil, "which", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="apt-get install -y espeak-ng"):
+        espeak_binary()
+
+
+def _transcription():
+    pairs = []
+    for line in (DEFAULT_SOURCE / "transcription").read_text().splitlines():
+        text, fileid = line.rsplit("(", 1)
+        pairs.append((fileid.rstrip(")"), text.replace("<s>", "").replace("</s>", "").strip().lower()))
+    return pairs
+
+
+@needs_librivox
+def test_librivox_copies_the_five_utterances_with_their_transcripts(tmp_path):
+    corpus = ensure_librivox_corpus(tmp_path)
+    rows = read_label_csv(corpus.test_csv)
+    assert len(rows) == 5
+    assert [(Path(row.rel_path).name, row.transcript) for row in rows] == _transcription()
+    for row in rows:
+        source = DEFAULT_SOURCE / f"{Path(row.rel_path).name}.wav"
+        copy = row.media_path(corpus.root, ".wav")
+        assert copy == tmp_path / "librivox" / "librivox" / "test" / source.name
+        expected, rate = sf.read(str(source), dtype="int16")
+        written, written_rate = sf.read(str(copy), dtype="int16")
+        assert rate == written_rate == 16000 and np.array_equal(written, expected)
+        assert row.n_frames == math.ceil(expected.size / 640)
+    mtime = corpus.test_csv.stat().st_mtime_ns
+    assert ensure_librivox_corpus(tmp_path) == corpus and corpus.test_csv.stat().st_mtime_ns == mtime
+
+
+def test_missing_librivox_says_how_to_install_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="apt-get install -y pocketsphinx-testdata"):
+        ensure_librivox_corpus(tmp_path / "cache", tmp_path / "nowhere")
+    assert not any((tmp_path / "cache").iterdir()), "a failed build must leave no partial folder"
+
+
+@needs_espeak
+@needs_librivox
+def test_resolve_corpus_for_both_kinds(tmp_path):
+    espeak = resolve_corpus({"kind": "espeak", "cache_dir": str(tmp_path), "espeak": TINY})
+    assert espeak["vocabulary"] is None and espeak["root"].parent == tmp_path / "espeak"
+    assert all(espeak[f"{split}_csv"].is_file() for split in SPLITS)
+    librivox = resolve_corpus({"kind": "librivox", "cache_dir": str(tmp_path), "source": str(DEFAULT_SOURCE)})
+    assert librivox["train_csv"] is None and librivox["val_csv"] is None and librivox["test_csv"].is_file()
+    assert librivox["root"] == tmp_path / "librivox"
+
+
+def test_unknown_kind_names_the_key_and_the_choices():
+    with pytest.raises(ValueError, match=r"data\.kind='nope': choose one of synthetic, espeak, librivox, lrs"):
+        resolve_corpus({"kind": "nope"})
+
+
+@needs_librivox
+def test_librivox_datamodule_refuses_to_train_but_tests(tmp_path):
+    data = _compose("train", ["task=asr", "data=librivox", f"data.cache_dir={tmp_path}", "data.num_workers=0"])["data"]
+    module = AVSRDataModule(data, resolve_corpus(data), ("audio",), seed=0)
+    message = "data=librivox has no train split: it is for evaluation (scripts/eval.py data=librivox ..."
+    with pytest.raises(ValueError, match=re.escape(message)):
+        module.train_dataloader()
+    batches = list(module.test_dataloader())
+    assert sum(len(batch["ids"]) for batch in batches) == 5
+
+
+def test_data_configs_validate_and_audio_only_corpora_need_task_asr(tmp_path):
+    for name in ("espeak", "librivox"):
+        cfg = _compose("train", ["task=asr", "compression=4", f"data={name}", f"data.cache_dir={tmp_path}"])
+        validate_config(cfg)
+        with pytest.raises(ConfigError, match=f"data={name} has audio only"):
+            validate_config(_compose("train", ["task=avsr", f"data={name}"]))
+    with pytest.raises(ConfigError, match=r"data\.espeak: EspeakCorpusConfig\.n_train"):
+        validate_config(_compose("train", ["task=asr", "compression=4", "data=espeak", "data.espeak.n_train=-1"]))
+
+
+@needs_librivox
+def test_eval_with_data_librivox_decodes_the_librivox_test_split(tmp_path):
+    """scripts/eval.py ckpt=... data=librivox: the checkpoint's corpus is replaced by LibriVox."""
+    from avsr_sinks.model.tiny_llm import build_tiny_llm
+    from avsr_sinks.training.build import build_model
+    from avsr_sinks.training.evaluate import evaluate_checkpoint
+
+    llm = build_tiny_llm(tmp_path / "llm", ["he", "was", "not", "man"], hidden_size=16, num_layers=2, num_heads=2,
+                         num_kv_heads=1, intermediate_size=32, seed=0)
+    run = _compose("train", ["task=asr", "compression=4", "data=espeak", f"data.cache_dir={tmp_path / 'cache'}",
+                             f"model.llm.path={llm}", "model.audio_encoder.config.d_model=16",
+                             "model.audio_encoder.config.encoder_layers=1",
+                             "model.audio_encoder.config.encoder_attention_heads=2",
+                             "model.audio_encoder.config.encoder_ffn_dim=32", f"output_dir={tmp_path / 'run'}"])
+    model = build_model(run, None)
+    trained = model.trained_state_keys()
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items() if k in trained},
+                "hyper_parameters": {"config": run}}, tmp_path / "model.ckpt")
+    table = evaluate_checkpoint(_compose("eval", [f"ckpt={tmp_path / 'model.ckpt'}", "data=librivox",
+                                                  f"data.cache_dir={tmp_path / 'cache'}", "generation.num_beams=1",
+                                                  "generation.max_new_tokens=2", "device=cpu",
+                                                  f"output_dir={tmp_path / 'eval'}"]))
+    assert table["split"] == "test" and table["rows"][0]["utterances"] == 5
+    assert table["rows"][0]["reference_words"] == sum(len(text.split()) for _, text in _transcription())
+    assert not (tmp_path / "cache" / "espeak").exists()  # the checkpoint's own corpus is not generated
