@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 export WANDB_MODE=${WANDB_MODE:-disabled}
 OUT=outputs/laptop
 RES=results/laptop
-STEPS=${STEPS:-300}
+STEPS=${STEPS:-900}
 
 train_eval_analyze() {  # name, train overrides...
   local name=$1; shift
