@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reruns every number of results/laptop/REPORT.md (2 CPU cores: about 25 min per trained run).
+# Reruns every number of results/laptop/REPORT.md (2 CPU cores: about 40 min per trained run).
 #   bash results/laptop/run_all.sh [run ...]      runs: pretrained lambda0 lambda100 lambda1e4 lambda10
 #                                                       c16_lambda0 c16_lambda100 sink_logit gated_attention
 # Needs: python scripts/install_weights.py (once), Debian espeak-ng and pocketsphinx-testdata.
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 export WANDB_MODE=${WANDB_MODE:-disabled}
 OUT=outputs/laptop
 RES=results/laptop
-STEPS=${STEPS:-900}
+STEPS=${STEPS:-2400}
 
 train_eval_analyze() {  # name, train overrides...
   local name=$1; shift
