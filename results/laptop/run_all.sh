@@ -2,6 +2,8 @@
 # Reruns every number of results/laptop/REPORT.md (2 CPU cores: about 40 min per trained run).
 #   bash results/laptop/run_all.sh [run ...]      runs: pretrained lambda0 lambda100 lambda1e4 lambda10
 #                                                       c16_lambda0 c16_lambda100 sink_logit gated_attention
+#                                                       act_search compare (after lambda0 lambda100 sink_logit
+#                                                       gated_attention)
 # Needs: python scripts/install_weights.py (once), Debian espeak-ng and pocketsphinx-testdata.
 # Checkpoints and logs go to outputs/laptop/<run>; summaries are copied into results/laptop/<run>.
 set -euo pipefail
@@ -54,6 +56,19 @@ run() {
     c16_lambda100)    train_eval_analyze c16_lambda100 compression=16 decor.lambda=100 ;;
     sink_logit)       train_eval_analyze sink_logit baseline.kind=sink_logit ;;
     gated_attention)  train_eval_analyze gated_attention baseline.kind=gated_attention ;;
+    # ACT on the λ = 0 model: greedy search over the heads of layer 24 (where its <audio> sink
+    # peaks) by validation WER, 10 decodes of 200 utterances (about 15 min on 2 cores).
+    act_search) python scripts/search_act_heads.py ckpt="$OUT/lambda0/checkpoints/last.ckpt" layers=[24] budget=10 \
+                  generation.max_new_tokens=48 hydra.run.dir="$OUT/act_search"
+                cp "$OUT/act_search/act_heads.json" "$RES/act_heads.json" ;;
+    # One table of every method, measured the same way in one process (after the runs above).
+    compare)    python scripts/compare.py runs.base="$OUT/lambda0/checkpoints/last.ckpt" \
+                  runs.decor="$OUT/lambda100/checkpoints/last.ckpt" \
+                  runs.sink_logit="$OUT/sink_logit/checkpoints/last.ckpt" \
+                  runs.gated_attention="$OUT/gated_attention/checkpoints/last.ckpt" \
+                  act.heads_file="$OUT/act_search/act_heads.json" \
+                  generation.num_beams=4 generation.max_new_tokens=48 hydra.run.dir="$OUT/compare"
+                cp "$OUT"/compare/comparison.* "$RES/" ;;
     *) echo "unknown run $1" >&2; exit 2 ;;
   esac
 }
