@@ -32,7 +32,7 @@ def main() -> None:
         espeak = load(run, "espeak_test_wer.json")
         librivox = load(run, "librivox_wer.json")
         mean = sinks["mean"]
-        labels = ", ".join(f"{label}: {n}" for label, n in Counter(
+        labels = ", ".join(f"`{label}`: {n}" for label, n in Counter(
             u["intermediate_label"] for u in sinks["per_utterance"].values() if u["intermediate_label"]).most_common())
         layers = sorted({u["intermediate_layer"] for u in sinks["per_utterance"].values()
                          if u["intermediate_layer"] is not None})
