@@ -107,3 +107,32 @@ def test_parameter_groups_encoder_lr_and_decay_on_matrices_only():
                          frozenset({id(audio.bias), id(proj.bias)}): (3e-3, 0.0)}
     same = parameter_groups(model, OptimSettings(lr=3e-3, weight_decay=0.1))  # encoder_lr unset: one lr
     assert sorted((g["lr"], g["weight_decay"], len(g["params"])) for g in same) == [(3e-3, 0.0, 3), (3e-3, 0.1, 3)]
+
+
+def test_sink_logits_take_lr_sized_adam_steps_whatever_their_gradient_scale():
+    from avsr_sinks.sinks.baselines.sink_logit import SinkLogits
+    from avsr_sinks.training.module import OptimSettings, parameter_groups
+
+    def one_step(settings, eps_override=None):
+        model = torch.nn.Module()
+        model.projector = torch.nn.Linear(2, 2)
+        model.attn = torch.nn.Module()
+        model.attn.sink_logit = SinkLogits(3, init=-20.0)
+        groups = parameter_groups(model, settings)
+        if eps_override is not None:
+            for group in groups:
+                group["eps"] = eps_override
+        optimizer = torch.optim.AdamW(groups, lr=settings.lr, betas=(0.9, 0.98))
+        # A gradient of 1e-12, the scale a near-no-op sink logit sees beside strong sinks.
+        (1e-12 * (model.attn.sink_logit.logit * torch.tensor([1.0, -1.0, 2.0])).sum()).backward()
+        optimizer.step()
+        return model.attn.sink_logit.logit.detach()
+
+    settings = OptimSettings(lr=1e-3, weight_decay=0.1, sink_logit_lr=0.05)
+    # Adam's first step, bias-corrected, is lr * g / (|g| + eps) = lr * sign(g) when eps << |g|.
+    torch.testing.assert_close(one_step(settings), torch.tensor([-20.05, -19.95, -20.05]), rtol=0, atol=1e-6)
+    # With AdamW's default eps (1e-8) the same gradient moves the logit by lr * 1e-4 only.
+    stuck = one_step(settings, eps_override=1e-8)
+    assert (stuck + 20.0).abs().max() < 1e-5
+    lr_of = {len(g["params"]): g["lr"] for g in parameter_groups(torch.nn.Linear(2, 2), settings)}
+    assert lr_of == {1: 1e-3}  # no sink logits: every group keeps optim.lr

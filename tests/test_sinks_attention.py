@@ -92,3 +92,20 @@ def test_alpha_on_peft_model_includes_lora(model_dir, tmp_path):
     expected = brute_force_alpha(merged_dir, input_ids, mask, torch.arange(8)[None])
     torch.testing.assert_close(alpha, expected, atol=1e-5, rtol=0)
     assert not torch.allclose(expected, brute_force_alpha(model_dir, input_ids, mask, torch.arange(8)[None]), atol=1e-3)
+
+
+def test_alpha_counts_the_share_taken_by_trainable_sink_logits(model_dir):
+    from avsr_sinks.sinks.baselines import apply_sink_logits
+
+    model = LlamaForCausalLM.from_pretrained(model_dir).eval()
+    input_ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(3))
+    before = attention_sink_scores(model, input_ids=input_ids, per_head=True)
+    apply_sink_logits(model)
+    first_attention = model.model.layers[0].self_attn
+    with torch.no_grad():  # heads 0-1: a sink logit far above any attention logit; heads 2-3: far below
+        first_attention.sink_logit.logit.copy_(torch.tensor([60.0, 60.0, -60.0, -60.0]))
+    after = attention_sink_scores(model, input_ids=input_ids, per_head=True)
+    # Layer 0 sees the same input: the sink column takes all of heads 0-1 (e^-60 of it is left)
+    # and none of heads 2-3.
+    assert after[0, :, :2].abs().max() < 1e-20
+    torch.testing.assert_close(after[0, :, 2:], before[0, :, 2:], rtol=0, atol=1e-6)

@@ -6,6 +6,8 @@ A forward pre-hook on every attention module receives the layer's normed hidden 
 model's own rotary (cos, sin) for its position_ids; it recomputes q and k with the module's
 q_proj/k_proj (so LoRA is included), and accumulates column sums of the softmax one chunk of
 queries at a time. Peak extra memory is heads x chunk x N, never layers x heads x N^2.
+A layer with trainable sink logits (``baselines.apply_sink_logits``) gets its extra softmax
+column too, so alpha is the attention the tokens really receive.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
+from .baselines.sink_logit import MODULE_NAME as SINK_LOGIT_MODULE
 from .hooks import decoder_layers, forward_with_hooks
 
 
@@ -28,13 +31,17 @@ def _column_sums(module: nn.Module, hidden: torch.Tensor, cos_sin, valid: torch.
     q, k = q.float(), k.float()
     k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)  # grouped-query attention
     positions = torch.arange(length, device=hidden.device)
+    sinks = getattr(module, SINK_LOGIT_MODULE, None)
     sums = torch.zeros(batch, q.shape[1], length, device=hidden.device)
     for start in range(0, length, query_chunk):
         stop = min(start + query_chunk, length)
         scores = q[:, :, start:stop] @ k.transpose(-1, -2) * module.scaling  # [B, H, c, N]
         allowed = (positions[None, :] <= positions[start:stop, None])[None] & valid[:, None, :]  # [B, c, N]
         scores = scores.masked_fill(~allowed[:, None], float("-inf"))
-        weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # fully masked rows -> 0
+        if sinks is not None:  # the sink logit's column takes its share, then is dropped
+            column = sinks().float()[None, :, None, None].expand(batch, -1, stop - start, 1)
+            scores = torch.cat([scores, column], dim=-1)
+        weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)[..., :length]  # fully masked rows -> 0
         weights = weights * valid[:, None, start:stop, None]  # padded queries do not count
         sums += weights.sum(dim=2)
     return sums

@@ -10,6 +10,7 @@ import torch
 
 from ..evaluation.wer import corpus_wer
 from ..model.avsr import GenerationSettings, LlamaAVSR
+from ..sinks.baselines.sink_logit import MODULE_NAME as SINK_LOGIT_MODULE
 from .schedule import warmup_cosine
 
 
@@ -24,11 +25,22 @@ class OptimSettings:
     # An encoder trained from scratch through the LLM can need less than LoRA and the projectors
     # (the demo's AV-HuBERT ResNet loses its features at 3e-3; its Whisper does not).
     encoder_lr: dict[str, float] | None = None
+    # Learning rate of the trainable sink logits (baseline.kind=sink_logit); None = ``lr``. A logit
+    # moves about one lr per step, and it matters only once it nears the attention logits' scale.
+    sink_logit_lr: float | None = None
+
+
+# AdamW's eps for the trainable sink logits. They start near a no-op, where their gradient
+# (~ the softmax weight exp(s_h - lse), 1e-10 and less beside a pretrained model's sinks) is far
+# below the default eps of 1e-8, which would scale their steps down to nothing; with this eps
+# Adam's step stays lr-sized whatever the gradient's scale.
+SINK_LOGIT_EPS = 1e-30
 
 
 def parameter_groups(model: torch.nn.Module, optim: OptimSettings) -> list[dict]:
-    """AdamW groups of the trainable parameters: weight decay on matrices only, and each
-    encoder's own learning rate where ``optim.encoder_lr`` sets one."""
+    """AdamW groups of the trainable parameters: weight decay on matrices only, each encoder's
+    own learning rate where ``optim.encoder_lr`` sets one, and the sink logits (if any) with
+    ``optim.sink_logit_lr`` and ``SINK_LOGIT_EPS``."""
     encoder_lr = dict(optim.encoder_lr or {})
     groups = {}
     for name, parameter in model.named_parameters():
@@ -36,10 +48,13 @@ def parameter_groups(model: torch.nn.Module, optim: OptimSettings) -> list[dict]
             continue
         parts = name.split(".")
         modality = parts[1] if parts[0] == "encoders" and parts[1] in encoder_lr else None
-        key = (modality, parameter.dim() >= 2)
+        sink_logit = SINK_LOGIT_MODULE in parts
+        key = (modality, parameter.dim() >= 2, sink_logit)
         if key not in groups:
             groups[key] = {"params": [], "lr": float(encoder_lr[modality]) if modality else optim.lr,
                            "weight_decay": optim.weight_decay if key[1] else 0.0}
+            if sink_logit:
+                groups[key].update(eps=SINK_LOGIT_EPS, lr=float(optim.sink_logit_lr or optim.lr))
         groups[key]["params"].append(parameter)
     return list(groups.values())
 

@@ -17,8 +17,10 @@ alternative, rescaling the SDPA output by ``sigmoid(lse - s_h)``, needs the log-
 ``scaled_dot_product_attention`` does not return.
 
 Initialisation: ``s_h = -20`` makes the extra softmax weight ``exp(-20 - lse) <= 2e-9 * exp(-lse)``,
-a no-op to well below 1e-6 while the gradient ``d out / d s_h`` is small but not zero. Because
-that gradient scales with ``exp(s_h)``, give the sink logits a larger learning rate than LoRA.
+a no-op to well below 1e-6 while the gradient ``d out / d s_h`` is small but not zero. That
+gradient scales with ``exp(s_h)`` and is far below AdamW's default eps, so training puts the
+logits in their own AdamW group with a tiny eps and their own learning rate
+(``avsr_sinks.training.module.parameter_groups``, ``optim.sink_logit_lr``).
 """
 
 from __future__ import annotations
