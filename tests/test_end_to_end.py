@@ -159,7 +159,7 @@ def test_sink_logit_run_trains_its_logits_and_compare_tabulates_every_method(tra
     sink_ckpt = sink_out / "checkpoints" / "last.ckpt"
     logits = {k: v for k, v in read_checkpoint(sink_ckpt)["state_dict"].items() if "sink_logit" in k}
     assert len(logits) == 3  # one per decoder layer of the tiny LLM
-    assert all(not torch.allclose(v, torch.full_like(v, -20.0)) for v in logits.values()), "sink logits must train"
+    assert all(not torch.allclose(v, torch.full_like(v, -8.0)) for v in logits.values()), "sink logits must train"
 
     base_ckpt = out / "checkpoints" / "last.ckpt"
     search = _compose("search_act_heads", [f"ckpt={base_ckpt}", "budget=2", "layers=[1]", "generation.num_beams=1",
