@@ -136,3 +136,21 @@ def test_sink_logits_take_lr_sized_adam_steps_whatever_their_gradient_scale():
     assert (stuck + 20.0).abs().max() < 1e-5
     lr_of = {len(g["params"]): g["lr"] for g in parameter_groups(torch.nn.Linear(2, 2), settings)}
     assert lr_of == {1: 1e-3}  # no sink logits: every group keeps optim.lr
+
+
+def test_cross_entropy_equals_a_token_by_token_sum_over_full_logits(tiny_llm):
+    """The loss projects only the label-predicting positions onto the vocabulary; it must equal
+    the mean of -log p(next token) read from the LLM's full logits, one labelled token at a time."""
+    llm, tok, special = tiny_llm
+    model = LlamaAVSR(llm, tok, special, "asr", [2], audio_encoder=_frozen_encoder())
+    model.eval()
+    with torch.no_grad():
+        ce = model(BATCH).ce
+        inputs = model.assemble(BATCH)
+        logits = llm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
+                     position_ids=inputs.position_ids, use_cache=False).logits.double()
+    terms = [-torch.log_softmax(logits[b, t - 1], -1)[inputs.labels[b, t]]
+             for b in range(logits.shape[0]) for t in range(1, logits.shape[1]) if inputs.labels[b, t] != -100]
+    # every transcript word and EOS of both samples is a labelled token
+    assert len(terms) == sum(len(tok(text, add_special_tokens=False).input_ids) + 1 for text in BATCH["text"])
+    torch.testing.assert_close(ce.double(), torch.stack(terms).mean(), rtol=1e-5, atol=1e-6)

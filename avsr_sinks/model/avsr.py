@@ -162,19 +162,25 @@ class LlamaAVSR(nn.Module):
 
     def forward(self, batch: dict) -> LossOutput:
         inputs = self.assemble(batch)
+        # Next-token targets; only the positions that predict one go through the vocabulary
+        # projection: the audio/video prefix would otherwise be most of the lm_head's time and
+        # of the logits' memory (128k columns a position for Llama 3).
+        targets = inputs.labels[:, 1:]
+        predicting = (targets != -100).any(0).nonzero().squeeze(1)
         llm_kwargs = dict(
             inputs_embeds=inputs.inputs_embeds,
             attention_mask=inputs.attention_mask,
             position_ids=inputs.position_ids,
             use_cache=False,
+            logits_to_keep=predicting,
         )
         if not self.decor_layers:
             logits = self.llm(**llm_kwargs).logits
-            ce = _shifted_cross_entropy(logits, inputs.labels)
+            ce = _cross_entropy(logits, targets[:, predicting])
             return LossOutput(ce, ce, None, int((inputs.labels != -100).sum()))
         with HiddenStateCollector(self.llm, self.decor_layers) as collector:
             logits = self.llm(**llm_kwargs).logits
-        ce = _shifted_cross_entropy(logits, inputs.labels)
+        ce = _cross_entropy(logits, targets[:, predicting])
         token_mask = inputs.prefix_mask if self.decorrelation.scope == "prefix" else None
         decor = decorrelation_loss(collector.stacked(), inputs.attention_mask, token_mask, self.decorrelation.eps)
         return LossOutput(ce + self.decorrelation.weight * decor, ce, decor, int((inputs.labels != -100).sum()))
@@ -198,8 +204,6 @@ class LlamaAVSR(nn.Module):
         return [t.strip() for t in self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
 
 
-def _shifted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean token cross-entropy of next-token prediction, in fp32."""
-    return nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
-    )
+def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean token cross-entropy of logits [B, K, V] against their next tokens [B, K], in fp32."""
+    return nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
