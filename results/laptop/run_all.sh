@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reruns every number of results/laptop/REPORT.md (2 CPU cores: about 40 min per trained run).
+# Reruns every number of results/laptop/REPORT.md (2 CPU cores: 40-80 min per trained run).
 #   bash results/laptop/run_all.sh [run ...]      runs: pretrained lambda0 lambda100 lambda1e4 lambda10
 #                                                       c16_lambda0 c16_lambda100 sink_logit gated_attention
 #                                                       act_search compare (after lambda0 lambda100 sink_logit
@@ -54,7 +54,9 @@ run() {
     lambda1e4)        train_eval_analyze lambda1e4 decor.lambda=10000 ;;
     c16_lambda0)      train_eval_analyze c16_lambda0 compression=16 decor.lambda=0 ;;
     c16_lambda100)    train_eval_analyze c16_lambda100 compression=16 decor.lambda=100 ;;
-    sink_logit)       train_eval_analyze sink_logit baseline.kind=sink_logit ;;
+    # Sink logits move about their lr per step (own AdamW group): 0.03 lets them travel from -8 to
+    # the attention logits' scale within the cosine schedule (at the LLM's 1e-3, at most ~1.2).
+    sink_logit)       train_eval_analyze sink_logit baseline.kind=sink_logit optim.sink_logit_lr=0.03 ;;
     gated_attention)  train_eval_analyze gated_attention baseline.kind=gated_attention ;;
     # ACT on the λ = 0 model: greedy search over the heads of layer 24 (where its <audio> sink
     # peaks) by validation WER, 8 decodes of 200 utterances (about 10 min on 2 cores).
