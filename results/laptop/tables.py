@@ -9,7 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 RUNS = ["pretrained", "lambda0", "lambda10", "lambda100", "lambda1e4", "c16_lambda0", "c16_lambda100",
-        "sink_logit_unmoved", "sink_logit", "gated_attention"]
+        "sink_logit_unmoved", "sink_logit", "gated_attention", "gated_attention_step1671"]
 
 
 def load(run: str, name: str):
