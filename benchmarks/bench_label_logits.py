@@ -15,6 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from avsr_sinks.model.avsr import label_predicting_positions
 from avsr_sinks.model.llm import LoraSettings, load_llm
 from avsr_sinks.model.tiny_llm import build_tiny_llm
 
@@ -53,7 +54,7 @@ def main() -> None:
     targets = torch.full((args.batch, length - 1), -100)
     targets[:, args.prefix - 1:] = torch.randint(0, vocab, (args.batch, args.labels))
     settings = {"every position": torch.arange(length - 1),
-                "label positions": (targets != -100).any(0).nonzero().squeeze(1)}
+                "label positions": label_predicting_positions(targets)}
     for keep in settings.values():  # warm-up both paths
         step(llm, embeds, targets, keep)
     times = {name: [] for name in settings}

@@ -7,6 +7,7 @@ A batch is the data pipeline's dict: ``text`` (list of str), ``audio [B, S]`` +
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -162,28 +163,19 @@ class LlamaAVSR(nn.Module):
 
     def forward(self, batch: dict) -> LossOutput:
         inputs = self.assemble(batch)
-        # Next-token targets; only the positions that predict one go through the vocabulary
-        # projection: the audio/video prefix would otherwise be most of the lm_head's time and
-        # of the logits' memory (128k columns a position for Llama 3).
-        targets = inputs.labels[:, 1:]
-        predicting = (targets != -100).any(0).nonzero().squeeze(1)
-        llm_kwargs = dict(
-            inputs_embeds=inputs.inputs_embeds,
-            attention_mask=inputs.attention_mask,
-            position_ids=inputs.position_ids,
-            use_cache=False,
-            logits_to_keep=predicting,
-        )
-        if not self.decor_layers:
-            logits = self.llm(**llm_kwargs).logits
-            ce = _cross_entropy(logits, targets[:, predicting])
-            return LossOutput(ce, ce, None, int((inputs.labels != -100).sum()))
-        with HiddenStateCollector(self.llm, self.decor_layers) as collector:
-            logits = self.llm(**llm_kwargs).logits
-        ce = _cross_entropy(logits, targets[:, predicting])
+        targets = inputs.labels[:, 1:]  # next-token targets
+        predicting = label_predicting_positions(targets)
+        hooks = HiddenStateCollector(self.llm, self.decor_layers) if self.decor_layers else nullcontext()
+        with hooks as collector:
+            logits = self.llm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
+                              position_ids=inputs.position_ids, use_cache=False, logits_to_keep=predicting).logits
+        ce = nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets[:, predicting].flatten(), ignore_index=-100)
+        labelled = int((targets != -100).sum())
+        if collector is None:
+            return LossOutput(ce, ce, None, labelled)
         token_mask = inputs.prefix_mask if self.decorrelation.scope == "prefix" else None
         decor = decorrelation_loss(collector.stacked(), inputs.attention_mask, token_mask, self.decorrelation.eps)
-        return LossOutput(ce + self.decorrelation.weight * decor, ce, decor, int((inputs.labels != -100).sum()))
+        return LossOutput(ce + self.decorrelation.weight * decor, ce, decor, labelled)
 
     @torch.no_grad()
     def generate(self, batch: dict, settings: GenerationSettings = GenerationSettings()) -> list[str]:
@@ -204,6 +196,8 @@ class LlamaAVSR(nn.Module):
         return [t.strip() for t in self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
 
 
-def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean token cross-entropy of logits [B, K, V] against their next tokens [B, K], in fp32."""
-    return nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+def label_predicting_positions(targets: torch.Tensor) -> torch.Tensor:
+    """Sequence positions [K] whose next-token target [B, N-1] is a label in any sample: the only
+    ones the loss sends through the vocabulary projection (the audio/video prefix would otherwise
+    be most of the lm_head's time and of the logits' memory, 128k columns a position for Llama 3)."""
+    return (targets != -100).any(0).nonzero().squeeze(1)
