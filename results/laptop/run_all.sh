@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Reruns every number of results/laptop/REPORT.md (2 CPU cores: 40-80 min per trained run).
 #   bash results/laptop/run_all.sh [run ...]      runs: pretrained lambda0 lambda100 lambda1e4 lambda10
-#                                                       c16_lambda0 c16_lambda100 sink_logit gated_attention
-#                                                       act_search compare (after lambda0 lambda100 sink_logit
-#                                                       gated_attention)
+#                                                       sink_logit gated_attention act_search compare
+#                                                       (after lambda0 lambda100 sink_logit gated_attention)
+#   compression 16: c16_lambda0 c16_lambda100 c16_sink_logit c16_gated_attention c16_act_search c16_compare
 # Needs: python scripts/install_weights.py (once), Debian espeak-ng and pocketsphinx-testdata.
 # Checkpoints and logs go to outputs/laptop/<run>; summaries are copied into results/laptop/<run>.
 set -euo pipefail
@@ -39,6 +39,23 @@ collect() {  # copy the small result files of a run into results/laptop/<run>
   cp "$(ls -d "$OUT/$name"/analysis/*/ | head -1)"*.png "$dest/figures/"
 }
 
+act_search() {  # base run, layer where its <audio> sink peaks, output name
+  python scripts/search_act_heads.py ckpt="$OUT/$1/checkpoints/last.ckpt" layers="[$2]" budget=8 \
+    generation.max_new_tokens=48 hydra.run.dir="$OUT/$3"
+  cp "$OUT/$3/act_heads.json" "$RES/$3_heads.json"
+}
+
+compare() {  # run-name prefix ("" for compression 4, c16_); one table, measured in one process
+  local p=$1
+  python scripts/compare.py runs.base="$OUT/${p}lambda0/checkpoints/last.ckpt" \
+    runs.decor="$OUT/${p}lambda100/checkpoints/last.ckpt" \
+    runs.sink_logit="$OUT/${p}sink_logit/checkpoints/last.ckpt" \
+    runs.gated_attention="$OUT/${p}gated_attention/checkpoints/last.ckpt" \
+    act.heads_file="$OUT/${p}act_search/act_heads.json" \
+    generation.num_beams=4 generation.max_new_tokens=48 hydra.run.dir="$OUT/${p}compare"
+  for ext in csv json md; do cp "$OUT/${p}compare/comparison.$ext" "$RES/${p}comparison.$ext"; done
+}
+
 run() {
   case "$1" in
     # Before fine-tuning: one step at learning rate 0 saves the untouched model (LoRA B = 0: a no-op;
@@ -57,20 +74,16 @@ run() {
     # Sink logits move about their lr per step (own AdamW group): 0.03 lets them travel from -8 to
     # the attention logits' scale within the cosine schedule (at the LLM's 1e-3, at most ~1.2).
     sink_logit)       train_eval_analyze sink_logit baseline.kind=sink_logit optim.sink_logit_lr=0.03 ;;
+    c16_sink_logit)   train_eval_analyze c16_sink_logit compression=16 baseline.kind=sink_logit \
+                        optim.sink_logit_lr=0.03 ;;
     gated_attention)  train_eval_analyze gated_attention baseline.kind=gated_attention ;;
-    # ACT on the λ = 0 model: greedy search over the heads of layer 24 (where its <audio> sink
-    # peaks) by validation WER, 8 decodes of 200 utterances (about 10 min on 2 cores).
-    act_search) python scripts/search_act_heads.py ckpt="$OUT/lambda0/checkpoints/last.ckpt" layers=[24] budget=8 \
-                  generation.max_new_tokens=48 hydra.run.dir="$OUT/act_search"
-                cp "$OUT/act_search/act_heads.json" "$RES/act_heads.json" ;;
-    # One table of every method, measured the same way in one process (after the runs above).
-    compare)    python scripts/compare.py runs.base="$OUT/lambda0/checkpoints/last.ckpt" \
-                  runs.decor="$OUT/lambda100/checkpoints/last.ckpt" \
-                  runs.sink_logit="$OUT/sink_logit/checkpoints/last.ckpt" \
-                  runs.gated_attention="$OUT/gated_attention/checkpoints/last.ckpt" \
-                  act.heads_file="$OUT/act_search/act_heads.json" \
-                  generation.num_beams=4 generation.max_new_tokens=48 hydra.run.dir="$OUT/compare"
-                cp "$OUT"/compare/comparison.* "$RES/" ;;
+    c16_gated_attention) train_eval_analyze c16_gated_attention compression=16 baseline.kind=gated_attention ;;
+    # ACT on the λ = 0 model: greedy search over the heads of the layer where its <audio> sink peaks
+    # (24 at compression 4, 23 at 16) by validation WER, 8 decodes of 200 utterances.
+    act_search)       act_search lambda0 24 act_search ;;
+    c16_act_search)   act_search c16_lambda0 23 c16_act_search ;;
+    compare)          compare "" ;;
+    c16_compare)      compare c16_ ;;
     *) echo "unknown run $1" >&2; exit 2 ;;
   esac
 }

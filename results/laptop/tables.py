@@ -8,8 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).parent
-RUNS = ["pretrained", "lambda0", "lambda10", "lambda100", "lambda1e4", "c16_lambda0", "c16_lambda100",
-        "sink_logit_unmoved", "sink_logit", "gated_attention", "gated_attention_step1671"]
+RUNS = ["pretrained", "lambda0", "lambda10", "lambda100", "lambda1e4", "sink_logit_unmoved", "sink_logit",
+        "gated_attention", "gated_attention_step1671",
+        "c16_lambda0", "c16_lambda100", "c16_sink_logit", "c16_gated_attention"]
 
 
 def load(run: str, name: str):
