@@ -39,10 +39,11 @@ collect() {  # copy the small result files of a run into results/laptop/<run>
   cp "$(ls -d "$OUT/$name"/analysis/*/ | head -1)"*.png "$dest/figures/"
 }
 
-act_search() {  # base run, layer where its <audio> sink peaks, output name
-  python scripts/search_act_heads.py ckpt="$OUT/$1/checkpoints/last.ckpt" layers="[$2]" budget=8 \
-    generation.max_new_tokens=48 hydra.run.dir="$OUT/$3"
-  cp "$OUT/$3/act_heads.json" "$RES/$3_heads.json"
+act_search() {  # run-name prefix ("" for compression 4, c16_), layer where the base's <audio> sink peaks
+  local p=$1
+  python scripts/search_act_heads.py ckpt="$OUT/${p}lambda0/checkpoints/last.ckpt" layers="[$2]" budget=8 \
+    generation.max_new_tokens=48 hydra.run.dir="$OUT/${p}act_search"
+  cp "$OUT/${p}act_search/act_heads.json" "$RES/${p}act_search_heads.json"
 }
 
 compare() {  # run-name prefix ("" for compression 4, c16_); one table, measured in one process
@@ -80,8 +81,8 @@ run() {
     c16_gated_attention) train_eval_analyze c16_gated_attention compression=16 baseline.kind=gated_attention ;;
     # ACT on the λ = 0 model: greedy search over the heads of the layer where its <audio> sink peaks
     # (24 at compression 4, 23 at 16) by validation WER, 8 decodes of 200 utterances.
-    act_search)       act_search lambda0 24 act_search ;;
-    c16_act_search)   act_search c16_lambda0 23 c16_act_search ;;
+    act_search)       act_search "" 24 ;;
+    c16_act_search)   act_search c16_ 23 ;;
     compare)          compare "" ;;
     c16_compare)      compare c16_ ;;
     *) echo "unknown run $1" >&2; exit 2 ;;
