@@ -148,9 +148,11 @@ def test_two_process_ddp_on_cpu_through_the_cli(tmp_path):
     assert ddp["global_step"] == -(-single["global_step"] // 2)
 
 
-def test_sink_logit_run_trains_its_logits_and_compare_tabulates_every_method(trained):
+def test_sink_logit_run_trains_its_logits_and_compare_tabulates_every_method(trained, monkeypatch):
+    from avsr_sinks.training import compare as compare_module
     from avsr_sinks.training.act_search import search_act_heads
     from avsr_sinks.training.compare import compare_methods
+    from avsr_sinks.training.datamodule import AVSRDataModule, resolve_corpus
     from avsr_sinks.training.pipeline import train
 
     tmp, out, _ = trained
@@ -172,7 +174,16 @@ def test_sink_logit_run_trains_its_logits_and_compare_tabulates_every_method(tra
     compare = _compose("compare", [f"runs.base={base_ckpt}", f"runs.sink_logit={sink_ckpt}",
                                    f"act.heads_file={tmp / 'act' / 'act_heads.json'}", "num_samples=1", "train_steps=2",
                                    "generation.num_beams=1", "generation.max_new_tokens=4", f"output_dir={tmp / 'compare'}"])
+    timed_ids = []
+    measure_step = compare_module._train_step_ms
+    monkeypatch.setattr(compare_module, "_train_step_ms",
+                        lambda model, batches, device: timed_ids.append([b["ids"] for b in batches]) or measure_step(model, batches, device))
     rows = compare_methods(compare)
+    # Steps are timed on the batches training starts with (training batch size, the run's shuffle), not eval batches.
+    run_cfg = read_checkpoint(base_ckpt)["hyper_parameters"]["config"]
+    training_loader = AVSRDataModule(run_cfg["data"], resolve_corpus(run_cfg["data"]), ("audio", "video"),
+                                     seed=run_cfg["seed"]).train_dataloader()
+    assert timed_ids[0] == [batch["ids"] for _, batch in zip(range(3), training_loader)]
     assert [r["method"] for r in rows] == ["base", "act", "sink_logit"]
     for row in rows:
         wer, _ = _wer_from_csv(tmp / "compare" / row["method"] / "test_utterances.csv")

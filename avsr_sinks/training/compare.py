@@ -19,8 +19,10 @@ import torch
 
 from ..evaluation.runner import evaluate_loader
 from ..model.avsr import GenerationSettings
+from ..model.tasks import TASK_MODALITIES
 from .analyze import analyze_model
 from .checkpoints import load_trained_model
+from .datamodule import AVSRDataModule, resolve_corpus
 from .evaluate import _device, apply_act_from_config, split_loader
 
 COLUMNS = ["method", "wer", "intermediate_alpha", "bos_alpha", "max_activation_ratio", "mean_bos_cosine",
@@ -28,7 +30,8 @@ COLUMNS = ["method", "wer", "intermediate_alpha", "bos_alpha", "max_activation_r
 
 
 def _train_step_ms(model, batches: list[dict], device: torch.device) -> float:
-    """Median wall time of forward + backward (the method's full loss) on the same batches."""
+    """Median wall time of forward + backward (the method's full loss) on the same batches
+    (the optimizer step, the same for every method, is left out)."""
     model.train()
     times = []
     for batch in batches:
@@ -50,7 +53,9 @@ def _measure(method: str, checkpoint: str, act: Mapping | None, cfg: Mapping, ou
     device = _device(cfg["device"])
     model.to(device)
     handle = apply_act_from_config(model, act)
-    _, train_loader = split_loader(config, "train")
+    # The batches train.py runs first (training batch size, shuffle and augmentation of the run's seed).
+    train_loader = AVSRDataModule(config["data"], resolve_corpus(config["data"]), TASK_MODALITIES[config["task"]["name"]],
+                                  seed=int(config["seed"])).train_dataloader()
     batches = [batch for _, batch in zip(range(int(cfg["train_steps"]) + 1), train_loader)]
     step_ms = _train_step_ms(model, batches, device)
     dataset, loader = split_loader(config, cfg["split"])
