@@ -31,21 +31,25 @@ COLUMNS = ["method", "wer", "intermediate_alpha", "bos_alpha", "max_activation_r
 
 def _train_step_ms(model, batches: list[dict], device: torch.device) -> float:
     """Median wall time of forward + backward (the method's full loss) on the same batches
-    (the optimizer step, the same for every method, is left out)."""
+    (the optimizer step, the same for every method, is left out). An untimed first pass warms
+    every batch shape (allocator, kernels picked per shape), so the method measured first pays
+    no more than the others."""
     model.train()
+    batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()} for batch in batches]
     times = []
-    for batch in batches:
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        model(batch).loss.backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-        model.zero_grad(set_to_none=True)
+    for timed in (False, True):
+        for batch in batches:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(batch).loss.backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if timed:
+                times.append(time.perf_counter() - start)
+            model.zero_grad(set_to_none=True)
     model.eval()
-    return 1e3 * statistics.median(times[1:] if len(times) > 1 else times)  # the first warms up
+    return 1e3 * statistics.median(times)
 
 
 def _measure(method: str, checkpoint: str, act: Mapping | None, cfg: Mapping, out_dir: Path) -> dict:
@@ -56,7 +60,7 @@ def _measure(method: str, checkpoint: str, act: Mapping | None, cfg: Mapping, ou
     # The batches train.py runs first (training batch size, shuffle and augmentation of the run's seed).
     train_loader = AVSRDataModule(config["data"], resolve_corpus(config["data"]), TASK_MODALITIES[config["task"]["name"]],
                                   seed=int(config["seed"])).train_dataloader()
-    batches = [batch for _, batch in zip(range(int(cfg["train_steps"]) + 1), train_loader)]
+    batches = [batch for _, batch in zip(range(int(cfg["train_steps"])), train_loader)]
     step_ms = _train_step_ms(model, batches, device)
     dataset, loader = split_loader(config, cfg["split"])
     start = time.perf_counter()

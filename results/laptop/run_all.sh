@@ -53,7 +53,7 @@ compare() {  # run-name prefix ("" for compression 4, c16_); one table, measured
     runs.sink_logit="$OUT/${p}sink_logit/checkpoints/last.ckpt" \
     runs.gated_attention="$OUT/${p}gated_attention/checkpoints/last.ckpt" \
     act.heads_file="$OUT/${p}act_search/act_heads.json" \
-    generation.num_beams=4 generation.max_new_tokens=48 hydra.run.dir="$OUT/${p}compare"
+    train_steps=10 generation.num_beams=4 generation.max_new_tokens=48 hydra.run.dir="$OUT/${p}compare"
   for ext in csv json md; do cp "$OUT/${p}compare/comparison.$ext" "$RES/${p}comparison.$ext"; done
 }
 
