@@ -185,9 +185,14 @@ def test_sink_logit_run_trains_its_logits_and_compare_tabulates_every_method(tra
                                      seed=run_cfg["seed"]).train_dataloader()
     assert timed_ids[0] == [batch["ids"] for _, batch in zip(range(2), training_loader)]
     assert [r["method"] for r in rows] == ["base", "act", "sink_logit"]
+    base_wer, _ = _wer_from_csv(tmp / "compare" / "base" / "test_utterances.csv")
+    assert rows[0]["wer_delta"] is None
     for row in rows:
         wer, _ = _wer_from_csv(tmp / "compare" / row["method"] / "test_utterances.csv")
         assert row["wer"] == pytest.approx(wer)
         assert row["train_step_ms"] > 0 and row["decode_ms_per_utterance"] > 0
+        if row["method"] != "base":
+            assert row["wer_delta"] == pytest.approx(wer - base_wer)
+            assert row["wer_delta_low"] <= row["wer_delta_high"]
     table = (tmp / "compare" / "comparison.md").read_text().splitlines()
     assert len(table) == 2 + 3

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 
 from ..evaluation.runner import evaluate_loader
+from ..evaluation.significance import paired_bootstrap_wer_delta
+from ..evaluation.wer import UtteranceErrors
 from ..model.avsr import GenerationSettings
 from ..model.tasks import TASK_MODALITIES
 from .analyze import analyze_model
@@ -25,7 +27,7 @@ from .checkpoints import load_trained_model
 from .datamodule import AVSRDataModule, resolve_corpus
 from .evaluate import _device, apply_act_from_config, split_loader
 
-COLUMNS = ["method", "wer", "intermediate_alpha", "bos_alpha", "max_activation_ratio", "mean_bos_cosine",
+COLUMNS = ["method", "wer", "wer_delta", "wer_delta_low", "wer_delta_high", "intermediate_alpha", "bos_alpha", "max_activation_ratio", "mean_bos_cosine",
            "train_step_ms", "decode_ms_per_utterance", "checkpoint"]
 
 
@@ -52,7 +54,7 @@ def _train_step_ms(model, batches: list[dict], device: torch.device) -> float:
     return 1e3 * statistics.median(times)
 
 
-def _measure(method: str, checkpoint: str, act: Mapping | None, cfg: Mapping, out_dir: Path) -> dict:
+def _measure(method: str, checkpoint: str, act: Mapping | None, cfg: Mapping, out_dir: Path) -> tuple[dict, list[UtteranceErrors]]:
     model, config = load_trained_model(checkpoint, {k: v for k, v in cfg["data"].items() if v is not None})
     device = _device(cfg["device"])
     model.to(device)
@@ -62,15 +64,32 @@ def _measure(method: str, checkpoint: str, act: Mapping | None, cfg: Mapping, ou
                                   seed=int(config["seed"])).train_dataloader()
     batches = [batch for _, batch in zip(range(int(cfg["train_steps"])), train_loader)]
     step_ms = _train_step_ms(model, batches, device)
-    dataset, loader = split_loader(config, cfg["split"])
+    _, loader = split_loader(config, cfg["split"])
     start = time.perf_counter()
     result = evaluate_loader(model, loader, GenerationSettings(**dict(cfg["generation"])), out_dir / method, cfg["split"])
     decode_ms = 1e3 * (time.perf_counter() - start) / max(len(result.utterances), 1)
     sinks = analyze_model(model, config, cfg["split"], int(cfg["num_samples"]), out_dir / method / "sinks")["mean"]
     if handle is not None:
         handle.remove()
-    return {"method": method, "wer": result.wer, **sinks, "train_step_ms": step_ms,
-            "decode_ms_per_utterance": decode_ms, "checkpoint": checkpoint}
+    row = {"method": method, "wer": result.wer, **sinks, "train_step_ms": step_ms,
+           "decode_ms_per_utterance": decode_ms, "checkpoint": checkpoint}
+    return row, result.utterances
+
+
+def _add_wer_deltas(measured: list[tuple[dict, list[UtteranceErrors]]], bootstrap: Mapping) -> None:
+    """WER(method) - WER(base) with its paired-bootstrap interval over the test utterances."""
+    base_utterances = measured[0][1]
+    for row, utterances in measured:
+        row.update(wer_delta=None, wer_delta_low=None, wer_delta_high=None)
+        if row["method"] == "base":
+            continue
+        try:
+            delta = paired_bootstrap_wer_delta(base_utterances, utterances, int(bootstrap["resamples"]),
+                                               float(bootstrap["confidence"]))
+        except ValueError as err:  # another test set: no paired interval, the rest of the row stands
+            print(f"compare: no WER interval for {row['method']}: {err}")
+            continue
+        row.update(wer_delta=delta.delta, wer_delta_low=delta.low, wer_delta_high=delta.high)
 
 
 def compare_methods(cfg: Mapping) -> list[dict]:
@@ -81,9 +100,11 @@ def compare_methods(cfg: Mapping) -> list[dict]:
         raise ValueError("runs.base is not set: the comparison needs the unmitigated checkpoint")
     out_dir = Path(str(cfg["output_dir"]))
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [_measure(name, str(path), None, cfg, out_dir) for name, path in runs.items()]
+    measured = [_measure(name, str(path), None, cfg, out_dir) for name, path in runs.items()]
     if cfg["act"].get("heads_file"):
-        rows.insert(1, _measure("act", str(runs["base"]), cfg["act"], cfg, out_dir))
+        measured.insert(1, _measure("act", str(runs["base"]), cfg["act"], cfg, out_dir))
+    _add_wer_deltas(measured, cfg["bootstrap"])
+    rows = [row for row, _ in measured]
     with (out_dir / "comparison.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
@@ -93,10 +114,16 @@ def compare_methods(cfg: Mapping) -> list[dict]:
     return rows
 
 
+def _delta_cell(row: dict) -> str:
+    if row.get("wer_delta") is None:
+        return "-"
+    return f"{100 * row['wer_delta']:+.2f} [{100 * row['wer_delta_low']:+.2f}, {100 * row['wer_delta_high']:+.2f}]"
+
+
 def markdown_table(rows: list[dict]) -> str:
-    header = ("| method | WER % | alpha intermediate | alpha BOS | max act/median | cos with BOS | "
-              "train step ms | decode ms/utt |\n|---|---|---|---|---|---|---|---|\n")
+    header = ("| method | WER % | WER - base [95% CI] | alpha intermediate | alpha BOS | max act/median | cos with BOS | "
+              "train step ms | decode ms/utt |\n|---|---|---|---|---|---|---|---|---|\n")
     return header + "".join(
-        f"| {r['method']} | {100 * r['wer']:.2f} | {r['intermediate_alpha']:.3f} | {r['bos_alpha']:.3f} | "
+        f"| {r['method']} | {100 * r['wer']:.2f} | {_delta_cell(r)} | {r['intermediate_alpha']:.3f} | {r['bos_alpha']:.3f} | "
         f"{r['max_activation_ratio']:.1f} | {r['mean_bos_cosine']:.3f} | {r['train_step_ms']:.0f} | "
         f"{r['decode_ms_per_utterance']:.0f} |\n" for r in rows)
