@@ -105,6 +105,10 @@ def test_eval_over_noise_levels_and_analyze(trained):
     for row, tag in zip(table["rows"], ("test_snr0", "test_clean")):
         wer, _ = _wer_from_csv(tmp / "eval" / f"{tag}_utterances.csv")
         assert row["wer"] == pytest.approx(wer)
+    # The reloaded checkpoint decodes the clean test set as the trained model did at the end of training.
+    hypotheses = [{r["id"]: r["hypothesis"] for r in csv.DictReader(open(path))}
+                  for path in (out / "eval" / "test_utterances.csv", tmp / "eval" / "test_clean_utterances.csv")]
+    assert hypotheses[0] == hypotheses[1]
 
     analyze_cfg = _compose("analyze", [f"ckpt={ckpt}", "num_samples=2", f"output_dir={tmp / 'analyze'}"])
     result = analyze_checkpoint(analyze_cfg)
@@ -177,7 +181,7 @@ def test_sink_logit_run_trains_its_logits_and_compare_tabulates_every_method(tra
     timed_ids = []
     measure_step = compare_module._train_step_ms
     monkeypatch.setattr(compare_module, "_train_step_ms",
-                        lambda model, batches, device: timed_ids.append([b["ids"] for b in batches]) or measure_step(model, batches, device))
+                        lambda model, batches, *rest: timed_ids.append([b["ids"] for b in batches]) or measure_step(model, batches, *rest))
     rows = compare_methods(compare)
     # Steps are timed on the batches training starts with (training batch size, the run's shuffle), not eval batches.
     run_cfg = read_checkpoint(base_ckpt)["hyper_parameters"]["config"]
