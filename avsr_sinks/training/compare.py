@@ -35,8 +35,8 @@ def _train_step_ms(model, batches: list[dict], device: torch.device, passes: int
     """Time of forward + backward (the method's full loss; the optimizer step, the same for every
     method, is left out): each batch's fastest of ``passes`` timed passes, averaged over the batches.
     An untimed first pass warms every batch shape (allocator, kernels picked per shape); the minimum
-    drops the interruptions a shared machine adds (they only ever add time: a median of single
-    passes still moved by 20 % between two methods running the same step)."""
+    drops brief interruptions (they only ever add time). Slower drift within a process remains: on
+    a shared 2-core CPU the same step read up to a third apart (results/laptop/REPORT.md, section 6)."""
     if passes < 1:
         raise ValueError(f"timing_passes={passes} must be at least 1")
     model.train()
