@@ -21,7 +21,7 @@ def main(cfg: DictConfig) -> None:
         rows = compare_methods(cfg)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"compare error: {err}")
-    print(markdown_table(rows))
+    print(markdown_table(rows, float(cfg["bootstrap"]["confidence"])))
     print(f"Tables: {cfg['output_dir']}/comparison.(csv|json|md)")
 
 

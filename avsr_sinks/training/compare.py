@@ -37,8 +37,6 @@ def _train_step_ms(model, batches: list[dict], device: torch.device, passes: int
     An untimed first pass warms every batch shape (allocator, kernels picked per shape); the minimum
     drops brief interruptions (they only ever add time). Slower drift within a process remains: on
     a shared 2-core CPU the same step read up to a third apart (results/laptop/REPORT.md, section 6)."""
-    if passes < 1:
-        raise ValueError(f"timing_passes={passes} must be at least 1")
     model.train()
     batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()} for batch in batches]
     fastest = [float("inf")] * len(batches)
@@ -101,6 +99,8 @@ def compare_methods(cfg: Mapping) -> list[dict]:
     runs = {name: path for name, path in cfg["runs"].items() if path}
     if "base" not in runs:
         raise ValueError("runs.base is not set: the comparison needs the unmitigated checkpoint")
+    if int(cfg["timing_passes"]) < 1:  # before any checkpoint loads
+        raise ValueError(f"timing_passes={cfg['timing_passes']} must be at least 1")
     out_dir = Path(str(cfg["output_dir"]))
     out_dir.mkdir(parents=True, exist_ok=True)
     # Measured in table order, ACT right after the base: the two run the same training step, so
@@ -117,7 +117,7 @@ def compare_methods(cfg: Mapping) -> list[dict]:
         writer.writeheader()
         writer.writerows(rows)
     (out_dir / "comparison.json").write_text(json.dumps(rows, indent=2))
-    (out_dir / "comparison.md").write_text(markdown_table(rows))
+    (out_dir / "comparison.md").write_text(markdown_table(rows, float(cfg["bootstrap"]["confidence"])))
     return rows
 
 
@@ -127,8 +127,8 @@ def _delta_cell(row: dict) -> str:
     return f"{100 * row['wer_delta']:+.2f} [{100 * row['wer_delta_low']:+.2f}, {100 * row['wer_delta_high']:+.2f}]"
 
 
-def markdown_table(rows: list[dict]) -> str:
-    header = ("| method | WER % | WER - base [95% CI] | alpha intermediate | alpha BOS | max act/median | cos with BOS | "
+def markdown_table(rows: list[dict], confidence: float) -> str:
+    header = (f"| method | WER % | WER - base [{100 * confidence:g}% CI] | alpha intermediate | alpha BOS | max act/median | cos with BOS | "
               "train step ms | decode ms/utt |\n|---|---|---|---|---|---|---|---|---|\n")
     return header + "".join(
         f"| {r['method']} | {100 * r['wer']:.2f} | {_delta_cell(r)} | {r['intermediate_alpha']:.3f} | {r['bos_alpha']:.3f} | "
