@@ -57,6 +57,9 @@ class LossOutput:
     ce: torch.Tensor
     decor: torch.Tensor | None
     num_tokens: int
+    # Mean L2 norm of the LLM input vectors per kind ("audio", "video" tokens from the projectors,
+    # "text" for the transcript's embeddings): a projector far off the embeddings' scale aligns slowly.
+    input_norms: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,14 +126,20 @@ class LlamaAVSR(nn.Module):
         self.decor_layers = self.decorrelation.layer_indices(num_layers) if self.decorrelation.weight > 0 else []
 
     def encode(self, batch: dict) -> dict[str, ModalityTokens]:
-        """Encoder -> compressor -> projector for each modality of the task."""
+        """Encoder -> compressor -> projector for each modality of the task. A batch that holds
+        ``<modality>_features`` (a feature cache's encoder outputs) skips that encoder."""
         tokens = {}
         for modality in self.modalities:
-            if modality not in batch:
+            if f"{modality}_features" in batch:
+                weight = next(self.projectors[modality].parameters())
+                features = batch[f"{modality}_features"].to(weight.device, weight.dtype)
+                lengths = batch[f"{modality}_feature_lengths"].to(weight.device)
+            elif modality in batch:
+                features, lengths = self.encoders[modality](
+                    **{modality: batch[modality], f"{modality}_lengths": batch[f"{modality}_lengths"]}
+                )
+            else:
                 raise KeyError(f"task {self.task} needs '{modality}' in the batch; check data.modalities")
-            features, lengths = self.encoders[modality](
-                **{modality: batch[modality], f"{modality}_lengths": batch[f"{modality}_lengths"]}
-            )
             features, lengths = self.compressors[modality](features, lengths)
             tokens[modality] = ModalityTokens(self.projectors[modality](features), lengths)
         return tokens
@@ -150,19 +159,23 @@ class LlamaAVSR(nn.Module):
                 keys |= {f"{prefix}.{n}" if prefix else n for n in names}
         return keys & set(state)
 
-    def assemble(self, batch: dict, for_generation: bool = False) -> AssembledInputs:
-        """The LLM inputs of a batch: right-padded with labels, or left-padded prefixes."""
+    def assemble(self, batch: dict, for_generation: bool = False,
+                 tokens: dict[str, ModalityTokens] | None = None) -> AssembledInputs:
+        """The LLM inputs of a batch: right-padded with labels, or left-padded prefixes.
+        ``tokens``: the batch's :meth:`encode` output, where the caller already has it."""
         return assemble_sequences(
             self.llm.get_input_embeddings(),
             self.special,
-            self.encode(batch),
+            tokens if tokens is not None else self.encode(batch),
             self.prompt_ids,
             None if for_generation else self.tokenize_transcripts(batch["text"]),
             padding_side="left" if for_generation else "right",
         )
 
     def forward(self, batch: dict) -> LossOutput:
-        inputs = self.assemble(batch)
+        tokens = self.encode(batch)
+        inputs = self.assemble(batch, tokens=tokens)
+        norms = input_norms(tokens, inputs)
         targets = inputs.labels[:, 1:]  # next-token targets
         predicting = label_predicting_positions(targets)
         hooks = HiddenStateCollector(self.llm, self.decor_layers) if self.decor_layers else nullcontext()
@@ -172,10 +185,10 @@ class LlamaAVSR(nn.Module):
         ce = nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets[:, predicting].flatten(), ignore_index=-100)
         labelled = int((targets != -100).sum())
         if collector is None:
-            return LossOutput(ce, ce, None, labelled)
+            return LossOutput(ce, ce, None, labelled, norms)
         token_mask = inputs.prefix_mask if self.decorrelation.scope == "prefix" else None
         decor = decorrelation_loss(collector.stacked(), inputs.attention_mask, token_mask, self.decorrelation.eps)
-        return LossOutput(ce + self.decorrelation.weight * decor, ce, decor, labelled)
+        return LossOutput(ce + self.decorrelation.weight * decor, ce, decor, labelled, norms)
 
     @torch.no_grad()
     def generate(self, batch: dict, settings: GenerationSettings = GenerationSettings()) -> list[str]:
@@ -201,3 +214,16 @@ def label_predicting_positions(targets: torch.Tensor) -> torch.Tensor:
     ones the loss sends through the vocabulary projection (the audio/video prefix would otherwise
     be most of the lm_head's time and of the logits' memory, 128k columns a position for Llama 3)."""
     return (targets != -100).any(0).nonzero().squeeze(1)
+
+
+@torch.no_grad()
+def input_norms(tokens: dict[str, ModalityTokens], inputs: AssembledInputs) -> dict[str, torch.Tensor]:
+    """Mean L2 norm of each modality's valid projected tokens, and of the transcript embeddings."""
+    norms = {}
+    for modality, part in tokens.items():
+        valid = torch.arange(part.features.shape[1], device=part.lengths.device)[None, :] < part.lengths[:, None]
+        norms[modality] = part.features[valid].float().norm(dim=-1).mean()
+    transcript = inputs.labels != -100
+    if transcript.any():
+        norms["text"] = inputs.inputs_embeds[transcript].float().norm(dim=-1).mean()
+    return norms

@@ -56,8 +56,11 @@ def split_csv(corpus: Mapping, data: Mapping, split: str):
 
 
 class AVSRDataModule(L.LightningDataModule):
-    def __init__(self, data: Mapping, corpus: Mapping, modalities: tuple[str, ...], seed: int, noise=None) -> None:
+    def __init__(self, data: Mapping, corpus: Mapping, modalities: tuple[str, ...], seed: int, noise=None,
+                 feature_caches: Mapping[str, Mapping] | None = None) -> None:
+        """``feature_caches``: {split: {modality: FeatureCache}} (training.feature_caches)."""
         super().__init__()
+        self.feature_caches = dict(feature_caches or {})
         self.data = data
         self.corpus = corpus
         self.modalities = modalities
@@ -80,6 +83,7 @@ class AVSRDataModule(L.LightningDataModule):
                 strict=self.data.get("strict", False),
                 seed=self.seed,
                 augment=self.data.get("augment", True) and split == "train",
+                feature_caches=self.feature_caches.get(split),
             )
         return self.datasets[split]
 

@@ -90,6 +90,9 @@ class AVSRModule(L.LightningModule):
         on_step = prefix == "train"
         self.log(f"{prefix}/loss", out.loss, batch_size=batch_size, on_step=on_step, on_epoch=not on_step, prog_bar=True, sync_dist=not on_step)
         self.log(f"{prefix}/ce", out.ce, batch_size=batch_size, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
+        if on_step:
+            for name, value in out.input_norms.items():
+                self.log(f"train/input_norm_{name}", value, batch_size=batch_size, on_step=True)
         if out.decor is not None:
             self.log(f"{prefix}/decor", out.decor, batch_size=batch_size, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
 

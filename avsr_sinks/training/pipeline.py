@@ -19,6 +19,7 @@ from .build import build_model
 from .config_validation import validate_config
 from .checkpoints import average_checkpoints
 from .datamodule import AVSRDataModule, resolve_corpus, split_csv
+from .feature_caches import prepare_feature_caches
 from .module import AVSRModule, OptimSettings
 
 
@@ -76,7 +77,9 @@ def train(cfg: Mapping) -> dict:
     generation = GenerationSettings(**dict(cfg["generation"]))
     module = AVSRModule(model, OptimSettings(**dict(cfg["optim"])), generation, config=dict(cfg))
     modalities = TASK_MODALITIES[cfg["task"]["name"]]
-    datamodule = AVSRDataModule(cfg["data"], corpus, modalities, seed=int(cfg["seed"]))
+    splits = ("train", "val", "test") if cfg.get("run_test", True) else ("train", "val")
+    caches = prepare_feature_caches(cfg, model, corpus, splits)
+    datamodule = AVSRDataModule(cfg["data"], corpus, modalities, seed=int(cfg["seed"]), feature_caches=caches)
 
     trainer_cfg = {k: v for k, v in dict(cfg["trainer"]).items() if v is not None}
     trainer_cfg["precision"] = _precision(cfg["trainer"])
