@@ -85,6 +85,7 @@ class LlamaAVSR(nn.Module):
         projector: str = "mlp",
         projector_hidden: int | None = None,
         projector_layer_norm: bool = False,
+        projector_matches_embedding_norm: bool = False,
         prompt: str | None = None,
         decorrelation: DecorrelationSettings | None = None,
     ) -> None:
@@ -119,11 +120,25 @@ class LlamaAVSR(nn.Module):
                 for m in self.modalities
             }
         )
+        if projector_matches_embedding_norm:
+            self._start_projectors_at_embedding_norm()
         self.prompt = prompt if prompt is not None else DEFAULT_PROMPTS[task]
         self.prompt_ids = tokenizer(self.prompt, add_special_tokens=False).input_ids
         self.decorrelation = decorrelation or DecorrelationSettings()
         num_layers = len(decoder_layers(llm))
         self.decor_layers = self.decorrelation.layer_indices(num_layers) if self.decorrelation.weight > 0 else []
+
+    @torch.no_grad()
+    def _start_projectors_at_embedding_norm(self) -> None:
+        """End each projector with a LayerNorm whose gain starts at the text embeddings' RMS, so that
+        its tokens start at the norm of the LLM's own inputs instead of several times it."""
+        embeddings = self.llm.get_input_embeddings().weight.float()
+        rms = float(embeddings.norm(dim=-1).mean()) / embeddings.shape[1] ** 0.5
+        for modality, projector in self.projectors.items():
+            if not isinstance(projector[-1], nn.LayerNorm):
+                projector.append(nn.LayerNorm(embeddings.shape[1]))
+            projector[-1].weight.fill_(rms)
+            projector[-1].bias.zero_()
 
     def encode(self, batch: dict) -> dict[str, ModalityTokens]:
         """Encoder -> compressor -> projector for each modality of the task. A batch that holds

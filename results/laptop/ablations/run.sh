@@ -20,7 +20,11 @@ run() {
   case "$1" in
     base)          ablation base ;;                                        # the preset as it was
     lora_all)      ablation lora_all 'model.llm.lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]' ;;
-    data10x)       ablation data10x data.espeak.n_train=30000 ;;
+    data10x)       ablation data10x data.espeak.n_train=30000 ;;                  # 10x the sentences
+    projector_norm) ablation projector_norm model.projector.match_embedding_norm=true ;;
+    whisper_base)  ablation whisper_base 'model.audio_encoder.path=${data.cache_dir}/weights/whisper-base' ;;
+    lr3e-3)        ablation lr3e-3 optim.lr=3.0e-3 ;;
+    batch2x)       ablation batch2x data.max_frames=800 ;;                          # half the updates per utterance
     *) echo "unknown ablation $1" >&2; exit 2 ;;
   esac
 }
