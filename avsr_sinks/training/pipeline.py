@@ -14,9 +14,10 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from ..evaluation.runner import evaluate_loader
 from ..model.avsr import GenerationSettings
+from ..model.gradient_coverage import gradient_coverage
 from ..model.tasks import TASK_MODALITIES
 from .build import build_model
-from .config_validation import validate_config
+from .config_validation import ConfigError, validate_config
 from .checkpoints import average_checkpoints
 from .datamodule import AVSRDataModule, resolve_corpus, split_csv
 from .module import AVSRModule, OptimSettings
@@ -63,6 +64,30 @@ def _callbacks(cfg: Mapping, output_dir: Path) -> list:
     return callbacks
 
 
+# The config key that sets each encoder's layer dropping (a from-scratch encoder's topology).
+LAYERDROP_KEYS = {"encoders.video": "model.video_encoder.config.layerdrop",
+                  "encoders.audio": "model.audio_encoder.config.encoder_layerdrop"}
+
+
+def check_gradient_coverage(module: AVSRModule, datamodule: AVSRDataModule, processes: int) -> None:
+    """Fail before training when a trainable parameter cannot get a gradient (one forward and
+    backward of two training samples), and, with more than one process, when a trainable layer
+    is skipped at random: DDP (without the per-step cost of find_unused_parameters) stops at the
+    second step on either."""
+    coverage = gradient_coverage(module.model, lambda model: model(datamodule.probe_batch()).loss)
+    if coverage.without_gradient:
+        names = coverage.without_gradient
+        raise RuntimeError(f"{len(names)} trainable parameters get no gradient from a training step of "
+                           f"task={module.model.task}: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}. "
+                           "Freeze them (requires_grad=False) or leave their module out of the model: they never "
+                           "train, and DDP stops at its second step waiting for their gradients.")
+    if processes > 1 and coverage.random_layer_skips:
+        keys = [next((key for prefix, key in LAYERDROP_KEYS.items() if name.startswith(prefix)), name)
+                for name in coverage.random_layer_skips]
+        raise ConfigError(f"{', '.join(coverage.random_layer_skips)} skip trainable layers at random (layerdrop), which "
+                          f"DDP cannot train on {processes} processes: set {', '.join(f'{k}=0' for k in keys)}")
+
+
 def train(cfg: Mapping) -> dict:
     """Run one training job; returns paths and the test WER (on rank 0)."""
     started = time.time()
@@ -87,6 +112,7 @@ def train(cfg: Mapping) -> dict:
         callbacks=_callbacks(cfg, output_dir),
         use_distributed_sampler=False,  # FrameBudgetBatchSampler shards by rank itself
     )
+    check_gradient_coverage(module, datamodule, trainer.num_devices * trainer.num_nodes)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     result = {"output_dir": str(output_dir), "checkpoint_dir": str(output_dir / "checkpoints")}
