@@ -105,6 +105,10 @@ class AVSRDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
 
+    def transcripts(self, split: str) -> list[str]:
+        """The transcripts of ``split`` (from its label CSV; no media is read)."""
+        return [row.transcript for row in self._dataset(split).rows]
+
     def probe_batch(self, size: int = 2) -> dict:
         """The first ``size`` training samples that load, as one batch: one cheap forward for the
         checks made before training starts."""
