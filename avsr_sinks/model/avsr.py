@@ -71,6 +71,20 @@ class GenerationSettings:
     extra: dict = field(default_factory=dict)
 
 
+def max_new_tokens_for(longest_transcript_tokens: int) -> int:
+    """A decoding limit that fits the data: the longest training transcript in tokens and its
+    EOS, and half as much again (8 tokens at least), so that a hypothesis longer than every
+    training transcript is still scored whole (its extra words as insertions) instead of cut."""
+    needed = longest_transcript_tokens + 1
+    return needed + max(8, needed // 2)
+
+
+@dataclass
+class Hypotheses:
+    texts: list[str]
+    at_token_limit: list[bool]  # stopped by max_new_tokens, not by an end of sentence
+
+
 class LlamaAVSR(nn.Module):
     def __init__(
         self,
@@ -205,9 +219,13 @@ class LlamaAVSR(nn.Module):
         decor = decorrelation_loss(collector.stacked(), inputs.attention_mask, token_mask, self.decorrelation.eps)
         return LossOutput(ce + self.decorrelation.weight * decor, ce, decor, labelled, norms)
 
-    @torch.no_grad()
     def generate(self, batch: dict, settings: GenerationSettings = GenerationSettings()) -> list[str]:
-        """Batched beam search (HF ``generate`` on left-padded ``inputs_embeds``)."""
+        """Batched beam search (HF ``generate`` on left-padded ``inputs_embeds``): the transcripts."""
+        return self.generate_hypotheses(batch, settings).texts
+
+    @torch.no_grad()
+    def generate_hypotheses(self, batch: dict, settings: GenerationSettings = GenerationSettings()) -> Hypotheses:
+        """As ``generate``, and which hypotheses ``settings.max_new_tokens`` cut before their EOS."""
         inputs = self.assemble(batch, for_generation=True)
         output_ids = self.llm.generate(
             inputs_embeds=inputs.inputs_embeds,
@@ -221,7 +239,10 @@ class LlamaAVSR(nn.Module):
             bos_token_id=self.special.bos,
             **settings.extra,
         )
-        return [t.strip() for t in self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
+        texts = [t.strip() for t in self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
+        # The output holds the new tokens only, padded after the EOS of the hypotheses that ended.
+        at_limit = output_ids.shape[1] >= settings.max_new_tokens
+        return Hypotheses(texts, [at_limit and not bool((row == self.special.eos).any()) for row in output_ids])
 
 
 def label_predicting_positions(targets: torch.Tensor) -> torch.Tensor:

@@ -109,6 +109,25 @@ class AVSRDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
 
+    def transcripts(self, split: str) -> list[str]:
+        """The transcripts of ``split`` (from its label CSV; no media is read)."""
+        return [row.transcript for row in self._dataset(split).rows]
+
+    def probe_batch(self, size: int = 2) -> dict:
+        """The first ``size`` training samples that load, as one batch: one cheap forward for the
+        checks made before training starts."""
+        dataset = self._dataset("train")
+        samples = []
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            if sample is not None:
+                samples.append(sample)
+            if len(samples) == size:
+                break
+        if not samples:
+            raise ValueError(f"no training sample of {self.corpus.get('train_csv')} loads (see the warnings above)")
+        return collate_samples(samples)
+
     def skipped_samples(self) -> dict[str, list]:
         """Bad samples met so far, per split (reported at the end of a run)."""
         return {split: ds.skipped for split, ds in self.datasets.items() if ds.skipped}
