@@ -20,6 +20,7 @@ from .config_validation import validate_config
 from .checkpoints import average_checkpoints
 from .datamodule import AVSRDataModule, resolve_corpus, split_csv
 from .module import AVSRModule, OptimSettings
+from .resume import AtomicCheckpointIO, RandomStateCheckpoint, resolve_resume_checkpoint
 
 
 def _precision(trainer_cfg: Mapping) -> str:
@@ -42,17 +43,23 @@ def _loggers(cfg: Mapping, output_dir: Path) -> list:
     return loggers
 
 
+def _checkpoint_callbacks(checkpoint_cfg: Mapping, folder: Path) -> list[ModelCheckpoint]:
+    """The newest k epoch checkpoints and, every ``every_n_steps`` optimizer steps, the newest k step
+    checkpoints; both update ``last.ckpt`` (no ``last-v1``: the version counter is off)."""
+    def newest(filename: str, monitor: str, keep: int, **when) -> ModelCheckpoint:
+        return ModelCheckpoint(dirpath=folder, filename=filename, auto_insert_metric_name=False, monitor=monitor,
+                               mode="max", save_top_k=keep, save_last=True, enable_version_counter=False, **when)
+
+    callbacks = [newest("epoch{epoch:03d}", "epoch", int(checkpoint_cfg["save_last_k"]))]
+    every = int(checkpoint_cfg.get("every_n_steps") or 0)
+    if every > 0:
+        callbacks.append(newest("step{step:07d}", "step", int(checkpoint_cfg["keep_last_k_steps"]),
+                                every_n_train_steps=every))
+    return callbacks
+
+
 def _callbacks(cfg: Mapping, output_dir: Path) -> list:
-    checkpoint = ModelCheckpoint(
-        dirpath=output_dir / "checkpoints",
-        filename="epoch{epoch:03d}",
-        auto_insert_metric_name=False,
-        monitor="epoch",
-        mode="max",
-        save_top_k=int(cfg["checkpoint"]["save_last_k"]),
-        save_last=True,
-    )
-    callbacks = [checkpoint]
+    callbacks = [*_checkpoint_callbacks(cfg["checkpoint"], output_dir / "checkpoints"), RandomStateCheckpoint()]
     if cfg["logger"]["csv"] or cfg["logger"]["wandb"]["enabled"]:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     every = int(cfg["sink_monitor"]["every_n_steps"])
@@ -80,14 +87,16 @@ def train(cfg: Mapping) -> dict:
 
     trainer_cfg = {k: v for k, v in dict(cfg["trainer"]).items() if v is not None}
     trainer_cfg["precision"] = _precision(cfg["trainer"])
+    resume_from = resolve_resume_checkpoint(cfg.get("ckpt_path"), output_dir / "checkpoints")
     trainer = L.Trainer(
         **trainer_cfg,
         default_root_dir=output_dir,
         logger=_loggers(cfg, output_dir),
         callbacks=_callbacks(cfg, output_dir),
+        plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,  # FrameBudgetBatchSampler shards by rank itself
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
 
     result = {"output_dir": str(output_dir), "checkpoint_dir": str(output_dir / "checkpoints")}
     if not trainer.is_global_zero:
