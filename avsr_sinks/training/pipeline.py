@@ -8,14 +8,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from ..evaluation.runner import evaluate_loader
 from ..model.avsr import GenerationSettings
 from ..model.tasks import TASK_MODALITIES
-from .build import build_model
+from .build import build_model, trains_on_gpu
 from .config_validation import validate_config
 from .checkpoints import average_checkpoints
 from .datamodule import AVSRDataModule, resolve_corpus, split_csv
@@ -26,10 +25,7 @@ from .resume import AtomicCheckpointIO, RandomStateCheckpoint, resolve_resume_ch
 def _precision(trainer_cfg: Mapping) -> str:
     if trainer_cfg.get("precision"):
         return trainer_cfg["precision"]
-    on_gpu = trainer_cfg.get("accelerator") in ("gpu", "cuda") or (
-        trainer_cfg.get("accelerator") == "auto" and torch.cuda.is_available()
-    )
-    return "bf16-mixed" if on_gpu else "32-true"
+    return "bf16-mixed" if trains_on_gpu(trainer_cfg) else "32-true"
 
 
 def _loggers(cfg: Mapping, output_dir: Path) -> list:
