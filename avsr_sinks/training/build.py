@@ -113,6 +113,7 @@ def build_model(cfg: Mapping, vocabulary: list[str] | None = None) -> LlamaAVSR:
         lora=LoraSettings(**dict(lora)) if lora else None,
         dtype=frozen_dtype(llm_cfg.get("dtype"), trainer),
         attn_implementation=llm_cfg.get("attn_implementation", "sdpa"),
+        activation_checkpointing=bool(llm_cfg.get("activation_checkpointing", False)),
     )
     apply_training_baseline(llm, cfg.get("baseline") or {"kind": "none"})
     decor = cfg["decor"]
