@@ -20,6 +20,7 @@ from .checkpoints import average_checkpoints
 from .datamodule import AVSRDataModule, resolve_corpus, split_csv
 from .module import AVSRModule, OptimSettings
 from .resume import AtomicCheckpointIO, RandomStateCheckpoint, resolve_resume_checkpoint
+from .sharding import build_strategy
 
 
 def _precision(trainer_cfg: Mapping) -> str:
@@ -83,6 +84,7 @@ def train(cfg: Mapping) -> dict:
 
     trainer_cfg = {k: v for k, v in dict(cfg["trainer"]).items() if v is not None}
     trainer_cfg["precision"] = _precision(cfg["trainer"])
+    trainer_cfg["strategy"] = build_strategy(cfg)
     resume_from = resolve_resume_checkpoint(cfg.get("ckpt_path"), output_dir / "checkpoints")
     trainer = L.Trainer(
         **trainer_cfg,
