@@ -41,13 +41,15 @@ def _loggers(cfg: Mapping, output_dir: Path) -> list:
 
 
 def _checkpoint_callbacks(checkpoint_cfg: Mapping, folder: Path) -> list[ModelCheckpoint]:
-    """The newest k epoch checkpoints and, every ``every_n_steps`` optimizer steps, the newest k step
-    checkpoints; both update ``last.ckpt`` (no ``last-v1``: the version counter is off)."""
-    def newest(filename: str, monitor: str, keep: int, **when) -> ModelCheckpoint:
+    """The newest k epoch checkpoints (and ``last.ckpt``, the newest epoch's) and, every
+    ``every_n_steps`` optimizer steps, the newest k step checkpoints. A file written again after a
+    resume is replaced, not versioned (``-v1``). The step callback keeps away from ``last.ckpt``:
+    Lightning would also write it at the end of training, after the epoch callback's."""
+    def newest(filename: str, monitor: str, keep: int, **settings) -> ModelCheckpoint:
         return ModelCheckpoint(dirpath=folder, filename=filename, auto_insert_metric_name=False, monitor=monitor,
-                               mode="max", save_top_k=keep, save_last=True, enable_version_counter=False, **when)
+                               mode="max", save_top_k=keep, enable_version_counter=False, **settings)
 
-    callbacks = [newest("epoch{epoch:03d}", "epoch", int(checkpoint_cfg["save_last_k"]))]
+    callbacks = [newest("epoch{epoch:03d}", "epoch", int(checkpoint_cfg["save_last_k"]), save_last=True)]
     every = int(checkpoint_cfg.get("every_n_steps") or 0)
     if every > 0:
         callbacks.append(newest("step{step:07d}", "step", int(checkpoint_cfg["keep_last_k_steps"]),
