@@ -1,7 +1,8 @@
 """Train Llama-AVSR.  python scripts/train.py [task=avsr compression=16,5 decor.lambda=100 ...]
 
 With no arguments it runs the embedded demo: a synthetic audio-visual corpus and tiny models on
-the CPU. See configs/train.yaml for every option.
+the CPU. See configs/train.yaml for every option. ``python scripts/train.py resume=outputs/train/<run>``
+continues an interrupted run from its newest checkpoint, with its own overrides.
 """
 
 import json
@@ -12,9 +13,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from avsr_sinks.training.cli_overrides import normalize_overrides  # noqa: E402
+from avsr_sinks.training.cli_overrides import expand_resume, normalize_overrides  # noqa: E402
 
-sys.argv = [sys.argv[0]] + normalize_overrides(sys.argv[1:])
+sys.argv = [sys.argv[0]] + normalize_overrides(expand_resume(sys.argv[1:]))
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")

@@ -170,7 +170,10 @@ class LlamaAVSR(nn.Module):
             else:
                 raise KeyError(f"task {self.task} needs '{modality}' in the batch; check data.modalities")
             features, lengths = self.compressors[modality](features, lengths)
-            tokens[modality] = ModalityTokens(self.projectors[modality](features), lengths)
+            projector = self.projectors[modality]
+            # A frozen encoder may be stored in bf16; the projector trains in its own (float32) dtype.
+            features = features.to(next(projector.parameters()).dtype)
+            tokens[modality] = ModalityTokens(projector(features), lengths)
         return tokens
 
     def tokenize_transcripts(self, texts: list[str]) -> list[list[int]]:

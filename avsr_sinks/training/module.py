@@ -130,6 +130,13 @@ class AVSRModule(L.LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    def configure_model(self) -> None:
+        """Shards the model under trainer.strategy=fsdp2 (the strategy gives the module a device mesh)."""
+        if self._device_mesh is not None:
+            from .sharding import shard_model
+
+            shard_model(self.model, self._device_mesh["data_parallel"])
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         trained = {f"model.{key}" for key in self.model.trained_state_keys()}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
@@ -16,21 +15,20 @@ from ..evaluation.runner import evaluate_loader
 from ..model.avsr import GenerationSettings, max_new_tokens_for
 from ..model.gradient_coverage import gradient_coverage
 from ..model.tasks import TASK_MODALITIES
-from .build import build_model
+from .build import build_model, trains_on_gpu
 from .config_validation import ConfigError, validate_config
 from .checkpoints import average_checkpoints
 from .datamodule import AVSRDataModule, resolve_corpus, split_csv
 from .feature_caches import prepare_feature_caches
 from .module import AVSRModule, OptimSettings
+from .resume import AtomicCheckpointIO, RandomStateCheckpoint, resolve_resume_checkpoint
+from .sharding import build_strategy
 
 
 def _precision(trainer_cfg: Mapping) -> str:
     if trainer_cfg.get("precision"):
         return trainer_cfg["precision"]
-    on_gpu = trainer_cfg.get("accelerator") in ("gpu", "cuda") or (
-        trainer_cfg.get("accelerator") == "auto" and torch.cuda.is_available()
-    )
-    return "bf16-mixed" if on_gpu else "32-true"
+    return "bf16-mixed" if trains_on_gpu(trainer_cfg) else "32-true"
 
 
 def _loggers(cfg: Mapping, output_dir: Path) -> list:
@@ -44,17 +42,25 @@ def _loggers(cfg: Mapping, output_dir: Path) -> list:
     return loggers
 
 
+def _checkpoint_callbacks(checkpoint_cfg: Mapping, folder: Path) -> list[ModelCheckpoint]:
+    """The newest k epoch checkpoints (and ``last.ckpt``, the newest epoch's) and, every
+    ``every_n_steps`` optimizer steps, the newest k step checkpoints. A file written again after a
+    resume is replaced, not versioned (``-v1``). The step callback keeps away from ``last.ckpt``:
+    Lightning would also write it at the end of training, after the epoch callback's."""
+    def newest(filename: str, monitor: str, keep: int, **settings) -> ModelCheckpoint:
+        return ModelCheckpoint(dirpath=folder, filename=filename, auto_insert_metric_name=False, monitor=monitor,
+                               mode="max", save_top_k=keep, enable_version_counter=False, **settings)
+
+    callbacks = [newest("epoch{epoch:03d}", "epoch", int(checkpoint_cfg["save_last_k"]), save_last=True)]
+    every = int(checkpoint_cfg.get("every_n_steps") or 0)
+    if every > 0:
+        callbacks.append(newest("step{step:07d}", "step", int(checkpoint_cfg["keep_last_k_steps"]),
+                                every_n_train_steps=every))
+    return callbacks
+
+
 def _callbacks(cfg: Mapping, output_dir: Path) -> list:
-    checkpoint = ModelCheckpoint(
-        dirpath=output_dir / "checkpoints",
-        filename="epoch{epoch:03d}",
-        auto_insert_metric_name=False,
-        monitor="epoch",
-        mode="max",
-        save_top_k=int(cfg["checkpoint"]["save_last_k"]),
-        save_last=True,
-    )
-    callbacks = [checkpoint]
+    callbacks = [*_checkpoint_callbacks(cfg["checkpoint"], output_dir / "checkpoints"), RandomStateCheckpoint()]
     if cfg["logger"]["csv"] or cfg["logger"]["wandb"]["enabled"]:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     every = int(cfg["sink_monitor"]["every_n_steps"])
@@ -120,15 +126,18 @@ def train(cfg: Mapping) -> dict:
 
     trainer_cfg = {k: v for k, v in dict(cfg["trainer"]).items() if v is not None}
     trainer_cfg["precision"] = _precision(cfg["trainer"])
+    trainer_cfg["strategy"] = build_strategy(cfg)
+    resume_from = resolve_resume_checkpoint(cfg.get("ckpt_path"), output_dir / "checkpoints")
     trainer = L.Trainer(
         **trainer_cfg,
         default_root_dir=output_dir,
         logger=_loggers(cfg, output_dir),
         callbacks=_callbacks(cfg, output_dir),
+        plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,  # FrameBudgetBatchSampler shards by rank itself
     )
     check_gradient_coverage(module, datamodule, trainer.num_devices * trainer.num_nodes)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
 
     result = {"output_dir": str(output_dir), "checkpoint_dir": str(output_dir / "checkpoints")}
     test = None
