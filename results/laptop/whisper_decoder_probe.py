@@ -10,7 +10,8 @@ decoder already knows how to read these features, so its learning curve shows ho
 espeak transcripts the frozen features hold, and how fast a reader that starts aligned learns.
 Greedy test WER on the first N test utterances (held-out voices, encoded here) before and every
 150 steps.
-Writes results/laptop/whisper_decoder_probe.json.
+Writes results/laptop/whisper_decoder_probe.json (whisper_decoder_probe_train30000.json with
+--n-train 30000, the 10x corpus, whose batches are encoded here when no cache holds them).
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from avsr_sinks.data import AVSRDataset, FrameBudgetBatchSampler  # noqa: E402
 from avsr_sinks.data.espeak_corpus import EspeakCorpusConfig, ensure_espeak_corpus  # noqa: E402
-from avsr_sinks.data.feature_cache import FeatureCache, cache_folder, encoder_fingerprint  # noqa: E402
-from avsr_sinks.data.manifest import read_label_csv  # noqa: E402
+from avsr_sinks.data.feature_cache import FeatureCache, FeatureCacheError, cache_folder, encoder_fingerprint  # noqa: E402
 from avsr_sinks.encoders import WhisperEncoder  # noqa: E402
 from avsr_sinks.evaluation.wer import normalize_text  # noqa: E402
 from avsr_sinks.training.feature_caches import preprocessing  # noqa: E402
@@ -84,16 +84,31 @@ def main(argv=None) -> int:
     parser.add_argument("--max-frames", type=int, default=400, help="frame budget of a batch (laptop_asr's)")
     parser.add_argument("--n-test", type=int, default=100)
     parser.add_argument("--every", type=int, default=150)
+    parser.add_argument("--n-train", type=int, default=3000,
+                        help="training sentences of the espeak corpus (30000: the 10x corpus); utterances "
+                             "missing from the feature cache are encoded here")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     from transformers import WhisperForConditionalGeneration, WhisperTokenizer
 
     cache_dir = Path(os.environ.get("AVSR_SINKS_CACHE") or "~/.cache/avsr_sinks").expanduser()
     whisper = cache_dir / "weights" / "whisper-tiny.en"
-    corpus = ensure_espeak_corpus(cache_dir / "espeak", EspeakCorpusConfig())
+    corpus = ensure_espeak_corpus(cache_dir / "espeak", EspeakCorpusConfig(n_train=args.n_train))
     encoder = WhisperEncoder.from_pretrained(str(whisper), pad_to_30s=False)
-    cache = open_cache(cache_dir, encoder, corpus.root)
-    train_rows = [r for r in read_label_csv(corpus.train_csv, root=corpus.root) if r.utterance_id in cache]
+    try:
+        cache = open_cache(cache_dir, encoder, corpus.root)
+    except FeatureCacheError:
+        cache = None  # no laptop run has cached this corpus: encode every batch here
+    train_set = AVSRDataset(corpus.root, corpus.train_csv, modalities=("audio",), augment=False)
+    train_rows = train_set.rows
+
+    def train_features(indices: list[int]) -> list[torch.Tensor]:
+        if cache is not None and all(train_rows[i].utterance_id in cache for i in indices):
+            return [cache.features(train_rows[i].utterance_id).float() for i in indices]
+        with torch.no_grad():
+            audio = [train_set[i]["audio"] for i in indices]
+            features, lengths = encoder(pad_sequence(audio, batch_first=True), torch.tensor([len(a) for a in audio]))
+        return [features[k, : int(n)] for k, n in enumerate(lengths)]
     test = live_features(encoder, corpus.test_csv, corpus.root, args.n_test)
     model = WhisperForConditionalGeneration.from_pretrained(whisper)
     tokenizer = WhisperTokenizer.from_pretrained(whisper)
@@ -109,7 +124,7 @@ def main(argv=None) -> int:
         sampler.set_epoch(epoch)
         for indices in sampler:
             rows = [train_rows[i] for i in indices]
-            features = pad_sequence([cache.features(r.utterance_id).float() for r in rows], batch_first=True)
+            features = pad_sequence(train_features(indices), batch_first=True)
             ids = [tokenizer(r.transcript).input_ids for r in rows]  # <|startoftranscript|><|notimestamps|> ... <|endoftext|>
             inputs = pad_sequence([torch.tensor(t[:-1]) for t in ids], batch_first=True,
                                   padding_value=tokenizer.pad_token_id)
@@ -126,9 +141,10 @@ def main(argv=None) -> int:
             if step >= args.steps:
                 break
         epoch += 1
-    result = {"steps": args.steps, "lr": args.lr, "max_frames": args.max_frames, "test_utterances": len(test),
+    result = {"n_train": args.n_train, "steps": args.steps, "lr": args.lr, "max_frames": args.max_frames, "test_utterances": len(test),
               "test_wer_curve": curve, "minutes": (time.perf_counter() - started) / 60}
-    (Path(__file__).parent / "whisper_decoder_probe.json").write_text(json.dumps(result, indent=1))
+    name = "whisper_decoder_probe" + ("" if args.n_train == 3000 else f"_train{args.n_train}")
+    (Path(__file__).parent / f"{name}.json").write_text(json.dumps(result, indent=1))
     return 0
 
 
