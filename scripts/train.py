@@ -33,7 +33,9 @@ def main(cfg: DictConfig) -> None:
     if "last_checkpoint" in result:
         print("\n" + json.dumps(result, indent=2, default=str))
         if "test_wer" in result:
-            print(f"\nTest WER: {100 * result['test_wer']:.2f}%  ({result['minutes']:.1f} min)")
+            test = result["test_summary"]
+            print(f"\nTest WER: {100 * result['test_wer']:.2f}% over {test['utterances']} utterances "
+                  f"({test['skipped']} skipped, {test['filtered']} filtered out)  ({result['minutes']:.1f} min)")
         print(f"Checkpoint: {result['last_checkpoint']}\nLogs: {result['output_dir']}")
 
 

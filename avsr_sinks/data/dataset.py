@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .feature_cache import FeatureCache
 from .manifest import LabelRow, read_label_csv
 from .media import SAMPLES_PER_FRAME, read_audio, read_video_gray
 from .noise import NoiseConfig, TrainNoiseConfig, add_noise, utterance_rng
@@ -41,6 +43,9 @@ class AVSRDataset(torch.utils.data.Dataset):
     not read). ``augment`` (train only) enables random crop, time masks and the optional flip;
     ``noise`` adds noise at an SNR, seeded per utterance so evaluation is repeatable;
     ``train_noise`` (train split only) adds noise at a random SNR, new at every epoch.
+    ``feature_caches`` (modality -> :class:`FeatureCache`): those modalities come as the cached
+    encoder features ``<modality>_features`` [T, D] instead of media (the caller checks that
+    they are unaugmented and noise-free); an utterance missing from the cache is a bad sample.
 
     The random draws of training (augmentation, training noise) come from torch's global
     generator for an integer key, and for an ``(epoch, index)`` key (what a training
@@ -53,7 +58,8 @@ class AVSRDataset(torch.utils.data.Dataset):
                  max_frames: int | None = None, max_transcript_chars: int | None = None,
                  noise: NoiseConfig | float | None = None, strict: bool = False, seed: int = 0,
                  augment: bool | AugmentConfig = True, max_av_mismatch_frames: int = 2,
-                 train_noise: TrainNoiseConfig | None = None) -> None:
+                 train_noise: TrainNoiseConfig | None = None,
+                 feature_caches: Mapping[str, FeatureCache] | None = None) -> None:
         modalities = tuple(modalities)
         if not modalities or any(m not in MODALITIES for m in modalities):
             raise ValueError(f"modalities {modalities} must be a non-empty subset of {MODALITIES}")
@@ -67,6 +73,9 @@ class AVSRDataset(torch.utils.data.Dataset):
         self.noise, self.strict, self.seed = noise, strict, seed
         self.train_noise = train_noise if split == "train" else None
         self.max_av_mismatch_frames = max_av_mismatch_frames
+        self.feature_caches = dict(feature_caches or {})
+        if set(self.feature_caches) - set(modalities):
+            raise ValueError(f"feature caches for {sorted(self.feature_caches)} but the dataset reads {modalities}")
         if augment is True:
             augment = AugmentConfig()
         self.augment = augment if (augment and split == "train") else None
@@ -90,7 +99,12 @@ class AVSRDataset(torch.utils.data.Dataset):
         row = self.rows[index]
         sample = {"id": row.utterance_id, "text": row.transcript}
         n_frames = row.n_frames
-        if "video" in self.modalities:
+        for modality, cache in self.feature_caches.items():
+            if row.utterance_id not in cache:
+                raise BadSampleError("missing", row.media_path(self.root, ".mp4" if modality == "video" else ".wav"),
+                                     f"not in the feature cache {cache.folder} (it was bad when the cache was built)")
+            sample[f"{modality}_features"] = cache.features(row.utterance_id)
+        if "video" in self.modalities and "video" not in self.feature_caches:
             mp4_path = row.media_path(self.root, ".mp4")
             frames = read_media(read_video_gray, mp4_path)
             n_frames = frames.shape[0]
@@ -98,12 +112,12 @@ class AVSRDataset(torch.utils.data.Dataset):
                 sample["video"] = video_transform(torch.from_numpy(frames), self.augment, generator)
             except ValueError as error:
                 raise BadSampleError("unreadable", mp4_path, str(error)) from error
-        if "audio" in self.modalities:
+        if "audio" in self.modalities and "audio" not in self.feature_caches:
             wav_path = row.media_path(self.root, ".wav")
             waveform = read_media(read_audio, wav_path)
             if n_frames == 0:
                 raise BadSampleError("empty", wav_path, "the label CSV gives 0 frames")
-            if "video" in self.modalities:
+            if "video" in self.modalities and "video" not in self.feature_caches:
                 check_av_match(wav_path, waveform.shape[0], n_frames, self.max_av_mismatch_frames)
             if self.noise is not None:
                 waveform = add_noise(waveform, self.noise, utterance_rng(self.seed, row.utterance_id))

@@ -221,6 +221,15 @@ class AVHubertEncoder(FrozenEncoder):
         self.encoder = TransformerEncoder(config)
         self.freeze_unless_trainable()
 
+    def freeze_unless_trainable(self) -> None:
+        """As FrozenEncoder's, and the front-end of the modality this encoder never reads is frozen
+        even when the rest trains: no loss reaches it, so it would never learn, DDP would stop at
+        its second step waiting for its gradient, and every checkpoint would carry it."""
+        super().freeze_unless_trainable()
+        unread = {"video": self.feature_extractor_audio, "audio": self.feature_extractor_video}.get(self.modality)
+        if unread is not None:
+            unread.requires_grad_(False)
+
     @property
     def output_dim(self) -> int:
         """Width of the returned features."""

@@ -130,6 +130,7 @@ def build_model(cfg: Mapping, vocabulary: list[str] | None = None) -> LlamaAVSR:
         projector=projector["kind"],
         projector_hidden=projector.get("hidden_dim"),
         projector_layer_norm=projector.get("layer_norm", False),
+        projector_matches_embedding_norm=projector.get("match_embedding_norm", False),
         prompt=cfg["task"].get("prompt"),
         decorrelation=DecorrelationSettings(
             weight=float(decor["lambda"]),

@@ -58,8 +58,11 @@ def split_csv(corpus: Mapping, data: Mapping, split: str):
 
 
 class AVSRDataModule(L.LightningDataModule):
-    def __init__(self, data: Mapping, corpus: Mapping, modalities: tuple[str, ...], seed: int, noise=None) -> None:
+    def __init__(self, data: Mapping, corpus: Mapping, modalities: tuple[str, ...], seed: int, noise=None,
+                 feature_caches: Mapping[str, Mapping] | None = None) -> None:
+        """``feature_caches``: {split: {modality: FeatureCache}} (training.feature_caches)."""
         super().__init__()
+        self.feature_caches = dict(feature_caches or {})
         self.data = data
         self.corpus = corpus
         self.modalities = modalities
@@ -84,6 +87,7 @@ class AVSRDataModule(L.LightningDataModule):
                 strict=self.data.get("strict", False),
                 seed=self.seed,
                 augment=self.data.get("augment", True) and split == "train",
+                feature_caches=self.feature_caches.get(split),
             )
         return self.datasets[split]
 
@@ -128,6 +132,25 @@ class AVSRDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    def transcripts(self, split: str) -> list[str]:
+        """The transcripts of ``split`` (from its label CSV; no media is read)."""
+        return [row.transcript for row in self._dataset(split).rows]
+
+    def probe_batch(self, size: int = 2) -> dict:
+        """The first ``size`` training samples that load, as one batch: one cheap forward for the
+        checks made before training starts."""
+        dataset = self._dataset("train")
+        samples = []
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            if sample is not None:
+                samples.append(sample)
+            if len(samples) == size:
+                break
+        if not samples:
+            raise ValueError(f"no training sample of {self.corpus.get('train_csv')} loads (see the warnings above)")
+        return collate_samples(samples)
 
     def skipped_samples(self) -> dict[str, list]:
         """Bad samples met so far, per split (reported at the end of a run)."""
