@@ -201,9 +201,7 @@ def test_a_run_killed_between_checkpoints_resumes_exactly(tmp_path):
 
 def test_two_process_ddp_resumes_every_rank_exactly(tmp_path):
     # 8 steps an epoch on each of the 2 ranks; resumed from the step-12 checkpoint, in the second epoch.
-    # ASR: the demo's trainable video-only AV-HuBERT leaves its audio projection without a gradient,
-    # which DDP refuses from the second step on (a limit of that encoder, not of resuming).
-    ddp = ["task=asr", "trainer.devices=2", "trainer.strategy=ddp", "checkpoint.keep_last_k_steps=4"]
+    ddp = ["trainer.devices=2", "trainer.strategy=ddp", "checkpoint.keep_last_k_steps=4"]
     uninterrupted = _train(tmp_path, f"hydra.run.dir={tmp_path / 'uninterrupted'}", *ddp)
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
     step12 = tmp_path / "uninterrupted" / "checkpoints" / "step0000012.ckpt"

@@ -9,8 +9,7 @@ from avsr_sinks.training.config_validation import ConfigError
 from avsr_sinks.training.sharding import STRATEGY_NAME, TrainedStateModelParallelStrategy, build_strategy
 from test_resume import _logged_losses, _train, _trained_weights
 
-# ASR: DDP, the reference here, refuses the demo video encoder's unused audio projection (test_resume).
-TWO_CPU_PROCESSES = ["task=asr", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
+TWO_CPU_PROCESSES = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
                      "model.llm.lora.dropout=0.0", "model.audio_encoder.config.dropout=0.0"]
 FSDP = ["trainer=fsdp", "trainer.precision=32-true"]
 

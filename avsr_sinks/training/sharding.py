@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
+from transformers import PreTrainedModel
 
 from ..model.avsr import LlamaAVSR
 from ..sinks.hooks import decoder_layers
@@ -30,13 +31,18 @@ STRATEGY_NAME = "fsdp2"
 
 def shard_model(model: LlamaAVSR, mesh) -> None:
     """FSDP2 over ``mesh``: one unit per decoder layer, the root unit for the rest. ``generate``
-    joins ``forward`` as an entry point that gathers the root unit's parameters."""
+    joins ``forward`` as an entry point that gathers the root unit's parameters, and the LLM is
+    marked the way transformers marks its own FSDP2 models, so that its ``generate`` keeps every
+    rank stepping until all are done (``synced_gpus``): each step gathers every layer, on every rank."""
     if isinstance(model, FSDPModule):
         return  # configure_model runs again for every trainer.fit/validate/test
     for layer in decoder_layers(model.llm):
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
     register_fsdp_forward_method(model, "generate")
+    for module in model.llm.modules():
+        if isinstance(module, PreTrainedModel):
+            module._is_fsdp_managed_module = True
 
 
 class TrainedStateModelParallelStrategy(ModelParallelStrategy):
@@ -68,9 +74,9 @@ def build_strategy(cfg: Mapping):
     if not isinstance(devices, int):
         raise ConfigError(f"trainer.strategy={STRATEGY_NAME} needs trainer.devices as a number of devices, got {devices!r}")
     if cfg.get("run_test", True):
-        raise ConfigError(f"trainer.strategy={STRATEGY_NAME} with run_test=true: the end-of-training test decode runs on "
-                          "rank 0 alone, which a sharded model cannot; set run_test=false and decode the checkpoint "
-                          "with scripts/eval.py")
+        raise ConfigError(f"trainer.strategy={STRATEGY_NAME} with run_test=true: the end-of-training test decode runs "
+                          "the model outside Lightning, untested with a sharded one; set run_test=false and decode the "
+                          "checkpoint with scripts/eval.py")
     if int((cfg.get("sink_monitor") or {}).get("every_n_steps") or 0) > 0:
         raise ConfigError(f"sink_monitor.every_n_steps with trainer.strategy={STRATEGY_NAME}: the monitor runs the LLM "
                           "outside the sharded forward; set it to 0 and run scripts/analyze.py on the checkpoints")
