@@ -1,0 +1,165 @@
+"""One Llama-AVSR training step at the paper's shapes, the reference's way vs this project's
+defaults, side by side in one process on the same weights and batch.
+
+    python benchmarks/bench_train_step.py                                  # GPU: full depth, LRS2's batch budget
+    python benchmarks/bench_train_step.py --layers 1 --max-frames 200      # CPU: 1 layer a stack, 2-3 utterances
+
+A step is the forward (Whisper-medium and AV-HuBERT Large, frozen; compressors; projectors;
+LoRA Llama-3.2-1B; loss) and the backward, on random weights (paper_shapes.py) and a batch of
+2-6 s utterances filling the frame budget. The optimizer's update is left out: it is the same in
+every mode, and it would move the shared weights between the modes' steps.
+
+- **reference** (Llama-AVSR's way): Whisper on 30 s padding, eager attention returning its
+  weights, logits at every position, float32.
+- **defaults** (configs/model/llama_avsr.yaml with the trainer's default precision: bf16-mixed on
+  a GPU, 32-true on a CPU): ``LlamaAVSR.forward``, logits only where a label is predicted.
+
+Between the two, the settings change one at a time; where a change keeps the same arithmetic
+(eager -> SDPA, every position's logits -> the labelled ones') the loss must stay within
+float32 rounding, bf16-mixed within bf16's, and a change of Whisper's padding computes other
+features (its loss is printed, not checked). The exit status is 1 when a check fails. Times are
+the fastest of ``--repeats`` steps taken in turns (reference, defaults, ...); memory is the most
+a step holds beyond the weights (CUDA's allocator peak, or torch's CPU allocations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from avsr_sinks.training.pipeline import _precision
+from paper_shapes import (PAPER_BATCH_FRAMES, PAPER_MODEL, SHAPES, build_paper_model, describe_batch,
+                          interleaved_times, llama_avsr_batch, mib, peak_bytes, vocabulary)
+
+SAME_MATH_RTOL = 1e-4  # float32 summation-order differences in a ~12-nat loss
+BF16_RTOL = 3e-2  # bf16 keeps 8 bits of mantissa in every matmul
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    pad_to_30s: bool
+    attention: str  # the LLM's attn_implementation; "eager" also returns the weights, as the reference
+    every_position_logits: bool
+    precision: str  # "32-true" or "bf16-mixed"
+
+    def describe(self) -> str:
+        return (f"Whisper {'30 s' if self.pad_to_30s else 'any length'}, {self.attention}, "
+                f"{'all' if self.every_position_logits else 'label'} logits, {self.precision}")
+
+
+REFERENCE = Settings(pad_to_30s=True, attention="eager", every_position_logits=True, precision="32-true")
+# The order in which the chain from the reference to the defaults changes the settings, and how
+# close the loss must stay across each change (None: it computes something else).
+CHANGES = (("attention", SAME_MATH_RTOL), ("every_position_logits", SAME_MATH_RTOL), ("precision", BF16_RTOL),
+           ("pad_to_30s", None))
+
+
+def project_defaults(device: torch.device) -> Settings:
+    return Settings(pad_to_30s=bool(PAPER_MODEL["audio_encoder"]["pad_to_30s"]),
+                    attention=PAPER_MODEL["llm"]["attn_implementation"], every_position_logits=False,
+                    precision=_precision({"accelerator": device.type}))
+
+
+def chain(defaults: Settings) -> list[tuple[str, Settings, float | None]]:
+    """(name, settings, rtol against the previous one) from the reference to the defaults."""
+    steps, current = [("reference", REFERENCE, None)], REFERENCE
+    for field, rtol in CHANGES:
+        value = getattr(defaults, field)
+        if getattr(current, field) != value:
+            current = dataclasses.replace(current, **{field: value})
+            steps.append((f"+ {field}={value}", current, rtol))
+    steps[-1] = ("defaults", *steps[-1][1:])
+    return steps
+
+
+def every_position_loss(model, batch: dict, return_attentions: bool) -> torch.Tensor:
+    """The reference's loss: logits at every position of the sequence, then CE on the labels."""
+    inputs = model.assemble(batch)
+    logits = model.llm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
+                       position_ids=inputs.position_ids, use_cache=False, output_attentions=return_attentions).logits
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), inputs.labels[:, 1:].flatten(), ignore_index=-100)
+
+
+def training_step(model, batch: dict, settings: Settings, device: torch.device) -> float:
+    """Forward and backward in ``settings``; returns the loss."""
+    model.encoders["audio"].pad_to_30s = settings.pad_to_30s
+    model.llm.set_attn_implementation(settings.attention)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if settings.precision == "bf16-mixed"
+                else contextlib.nullcontext())
+    with autocast:
+        if settings.every_position_logits:
+            loss = every_position_loss(model, batch, return_attentions=settings.attention == "eager")
+        else:
+            loss = model(batch).loss
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return loss.detach().item()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=None, help="cap every stack at this many layers (default: full)")
+    parser.add_argument("--shapes", choices=sorted(SHAPES), default="paper", help="ci: tiny widths, to check the script runs")
+    parser.add_argument("--max-frames", type=int, default=PAPER_BATCH_FRAMES,
+                        help="the batch's budget of padded video frames (default: configs/data/lrs2.yaml's)")
+    parser.add_argument("--compression", type=int, nargs=2, default=(4, 2), metavar=("AUDIO", "VIDEO"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", default=None, help="the defaults' precision (default: the trainer's for the device)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    defaults = project_defaults(device)
+    if args.precision:
+        defaults = dataclasses.replace(defaults, precision=args.precision)
+    model = build_paper_model(SHAPES[args.shapes], args.layers, tuple(args.compression), device=device).train()
+    batch = llama_avsr_batch(args.max_frames, vocabulary(SHAPES[args.shapes]), device)
+    layers = (model.encoders["audio"].encoder.config.encoder_layers, model.encoders["video"].config.layers,
+              model.llm.config.num_hidden_layers)
+    print(f"{device.type}, torch {torch.__version__}, {torch.get_num_threads()} threads; layers Whisper/AV-HuBERT/Llama "
+          f"{layers[0]}/{layers[1]}/{layers[2]}; compression {args.compression[0]},{args.compression[1]}; "
+          f"{describe_batch(batch)}")
+
+    failures = []
+    print("\nLoss along the chain from the reference to the defaults (same weights, batch and dropout masks):")
+    previous = None
+    for name, settings, rtol in chain(defaults):
+        torch.manual_seed(0)  # the same LoRA dropout masks in every mode
+        loss = training_step(model, batch, settings, device)
+        verdict = ""
+        if previous is not None:
+            difference = abs(loss - previous) / abs(previous)
+            if rtol is None:
+                verdict = f"relative change {difference:.2e} (other features: not checked)"
+            else:
+                ok = difference <= rtol
+                verdict = f"relative change {difference:.2e} {'<=' if ok else '>'} {rtol:g}: {'same' if ok else 'DIFFERENT'}"
+                if not ok:
+                    failures.append(name)
+        print(f"  {name:34s} {settings.describe():60s} loss {loss:.6f}  {verdict}")
+        previous = loss
+
+    timed_modes = {"reference": REFERENCE, "defaults": defaults}
+    if defaults.pad_to_30s:  # the project's faster option, off in the paper config
+        timed_modes["defaults, any-length Whisper"] = dataclasses.replace(defaults, pad_to_30s=False)
+    steps = {name: (lambda s=s: training_step(model, batch, s, device)) for name, s in timed_modes.items()}
+    times = interleaved_times(steps, args.repeats, device)
+    memory = {name: peak_bytes(step, device) for name, step in steps.items()}
+    fastest = {name: min(t) for name, t in times.items()}
+    print(f"\n| mode | settings | s/step (fastest of {args.repeats}) | peak memory | speed-up vs reference | memory vs reference |")
+    print("|---|---|---|---|---|---|")
+    for name, settings in timed_modes.items():
+        print(f"| {name} | {settings.describe()} | {fastest[name]:.3f} | {mib(memory[name])} | "
+              f"{fastest['reference'] / fastest[name]:.2f}x | {memory[name] / memory['reference']:.2f} |")
+    if failures:
+        print(f"\nFAILED: the loss changed beyond float tolerance at {', '.join(failures)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
