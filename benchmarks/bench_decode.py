@@ -8,10 +8,11 @@ The utterances are the first ``--utterances`` of the checkpoint's test split, lo
 memory; batched decoding cuts them into the evaluation's frame-budget batches (``data.eval_max_frames``,
 sorted by length), batch 1 decodes them one at a time. Each pass decodes them all (encoders
 included); passes alternate between the modes, and each mode's time is its fastest of
-``--repeats`` (a separate pass of the encoders alone says how much of it they take). Hypotheses
-that differ between batched and batch-1 decoding are scored on their utterance alone (the beam
-score: log-probability per generated token, EOS included): a difference where the two scores are
-within float rounding of each other is a near-tie that padding's other summation order decided.
+``--repeats`` (a separate pass of ``LlamaAVSR.encode`` alone, encoders to projectors, says how
+much of it the encoding takes). Hypotheses that differ between batched and batch-1 decoding are
+scored on their utterance alone (the beam score: log-probability per generated token, EOS
+included): a difference where the two scores are within float rounding of each other is a
+near-tie that padding's other summation order decided.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
                     model.encode(batch)
                 encoder_times[layout].append(time.perf_counter() - started)
 
-    print(f"\n| decoding | prefill | s for {len(samples)} utterances (fastest of {args.repeats}) | of which encoders | "
+    print(f"\n| decoding | prefill | s for {len(samples)} utterances (fastest of {args.repeats}) | of which encoding | "
           "utterances/s | batched vs batch 1 |\n|---|---|---|---|---|---|")
     for (layout, prefill), t in times.items():
         speed_up = min(times[("batch 1", prefill)]) / min(t)
@@ -117,9 +118,11 @@ def main(argv=None) -> int:
         before, after = min(times[(layout, "per beam")]), min(times[(layout, "per utterance")])
         print(f"{layout}: prefilling once per utterance is {before / after:.2f}x faster than once per beam")
 
+    differences = {}
     for first, second in ((("batched", "per utterance"), ("batch 1", "per utterance")),
                           (("batched", "per utterance"), ("batched", "per beam"))):
         differing = [u for u in hypotheses[first] if hypotheses[first][u] != hypotheses[second][u]]
+        differences[second] = len(differing)
         print(f"\nhypotheses {first[0]}/prefill {first[1]} vs {second[0]}/prefill {second[1]}: "
               f"{len(differing)} of {len(samples)} differ")
         for utterance in differing:
@@ -129,6 +132,9 @@ def main(argv=None) -> int:
             kind = "near-tie" if abs(scores[0] - scores[1]) <= NEAR_TIE else "NOT a near-tie"
             print(f"  {utterance}: {hypotheses[first][utterance]!r} (score {scores[0]:.5f}) vs "
                   f"{hypotheses[second][utterance]!r} (score {scores[1]:.5f}): {kind}")
+    batched, alone = (len(samples) / min(times[(layout, "per utterance")]) for layout in layouts)
+    print(f"\nbatched {batched:.1f} utterances/s vs batch 1 {alone:.1f} ({batched / alone:.2f}x), "
+          f"{differences[('batch 1', 'per utterance')]} of {len(samples)} hypotheses differ")
     return 0
 
 

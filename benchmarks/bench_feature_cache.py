@@ -2,7 +2,7 @@
 feature cache (``data.feature_cache``) vs computed live, side by side in one process.
 
     python benchmarks/bench_feature_cache.py                                # GPU: full depth
-    python benchmarks/bench_feature_cache.py --layers 1 --max-frames 200    # CPU
+    python benchmarks/bench_feature_cache.py --depth 0.125 --max-frames 300   # CPU: layers 3/3/2
 
 Every run of a sweep over λ (the paper's 10, 1e2, 1e4, and the baseline's 0) trains the same
 frozen Whisper-medium (30 s padding, as configs/model/llama_avsr.yaml) and AV-HuBERT Large on the
@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from avsr_sinks.data import collate_samples
 from avsr_sinks.data.feature_cache import build_feature_cache, encoder_fingerprint
 from bench_train_step import project_defaults, training_step
-from paper_shapes import (PAPER_BATCH_FRAMES, ROOT, SHAPES, build_paper_model, describe_batch, interleaved_times,
+from paper_shapes import (ROOT, SHAPES, add_model_arguments, build_paper_model, describe_batch, interleaved_times,
                           llama_avsr_batch, mib, peak_bytes, vocabulary)
 
 PAPER_EPOCHS = int(OmegaConf.load(ROOT / "configs/trainer/gpu.yaml").max_epochs)
@@ -60,18 +60,13 @@ def cached_batch(caches: dict, batch: dict, device: torch.device) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layers", type=int, default=None, help="cap every stack at this many layers (default: full)")
-    parser.add_argument("--shapes", choices=sorted(SHAPES), default="paper", help="ci: tiny widths, to check the script runs")
-    parser.add_argument("--max-frames", type=int, default=PAPER_BATCH_FRAMES)
-    parser.add_argument("--compression", type=int, nargs=2, default=(4, 2), metavar=("AUDIO", "VIDEO"))
+    add_model_arguments(parser)
     parser.add_argument("--decor-lambda", type=float, default=100.0)
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep-runs", type=int, default=4, help="runs of the sweep (the paper: λ = 0, 10, 1e2, 1e4)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     defaults = project_defaults(device)
-    model = build_paper_model(SHAPES[args.shapes], args.layers, tuple(args.compression), decor_lambda=args.decor_lambda,
+    model = build_paper_model(SHAPES[args.shapes], args.depth, tuple(args.compression), decor_lambda=args.decor_lambda,
                               device=device).train()
     batch = llama_avsr_batch(args.max_frames, vocabulary(SHAPES[args.shapes]), device)
     print(f"{device.type}, torch {torch.__version__}, {torch.get_num_threads()} threads; layers Whisper/AV-HuBERT/Llama "

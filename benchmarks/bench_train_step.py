@@ -2,7 +2,7 @@
 defaults, side by side in one process on the same weights and batch.
 
     python benchmarks/bench_train_step.py                                  # GPU: full depth, LRS2's batch budget
-    python benchmarks/bench_train_step.py --layers 1 --max-frames 200      # CPU: 1 layer a stack, 2-3 utterances
+    python benchmarks/bench_train_step.py --depth 0.125 --max-frames 300  # CPU: layers 3/3/2, 3 utterances
 
 A step is the forward (Whisper-medium and AV-HuBERT Large, frozen; compressors; projectors;
 LoRA Llama-3.2-1B; loss) and the backward, on random weights (paper_shapes.py) and a batch of
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from avsr_sinks.training.pipeline import _precision
-from paper_shapes import (PAPER_BATCH_FRAMES, PAPER_MODEL, SHAPES, build_paper_model, describe_batch,
+from paper_shapes import (PAPER_MODEL, SHAPES, add_model_arguments, build_paper_model, describe_batch,
                           interleaved_times, llama_avsr_batch, mib, peak_bytes, vocabulary)
 
 SAME_MATH_RTOL = 1e-4  # float32 summation-order differences in a ~12-nat loss
@@ -103,20 +103,14 @@ def training_step(model, batch: dict, settings: Settings, device: torch.device) 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layers", type=int, default=None, help="cap every stack at this many layers (default: full)")
-    parser.add_argument("--shapes", choices=sorted(SHAPES), default="paper", help="ci: tiny widths, to check the script runs")
-    parser.add_argument("--max-frames", type=int, default=PAPER_BATCH_FRAMES,
-                        help="the batch's budget of padded video frames (default: configs/data/lrs2.yaml's)")
-    parser.add_argument("--compression", type=int, nargs=2, default=(4, 2), metavar=("AUDIO", "VIDEO"))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_model_arguments(parser)
     parser.add_argument("--precision", default=None, help="the defaults' precision (default: the trainer's for the device)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     defaults = project_defaults(device)
     if args.precision:
         defaults = dataclasses.replace(defaults, precision=args.precision)
-    model = build_paper_model(SHAPES[args.shapes], args.layers, tuple(args.compression), device=device).train()
+    model = build_paper_model(SHAPES[args.shapes], args.depth, tuple(args.compression), device=device).train()
     batch = llama_avsr_batch(args.max_frames, vocabulary(SHAPES[args.shapes]), device)
     layers = (model.encoders["audio"].encoder.config.encoder_layers, model.encoders["video"].config.layers,
               model.llm.config.num_hidden_layers)
@@ -155,6 +149,8 @@ def main(argv=None) -> int:
     for name, settings in timed_modes.items():
         print(f"| {name} | {settings.describe()} | {fastest[name]:.3f} | {mib(memory[name])} | "
               f"{fastest['reference'] / fastest[name]:.2f}x | {memory[name] / memory['reference']:.2f} |")
+    print("\n" + "; ".join(f"{name} vs reference: {fastest['reference'] / fastest[name]:.2f}x faster, "
+                            f"{memory[name] / memory['reference']:.2f}x the memory" for name in list(timed_modes)[1:]))
     if failures:
         print(f"\nFAILED: the loss changed beyond float tolerance at {', '.join(failures)}")
         return 1

@@ -5,12 +5,14 @@ that compare ways of running it (bench_train_step.py, bench_feature_cache.py).
 Shapes ("paper"): Whisper-medium's encoder (24 layers, width 1024, 80 mel bins), AV-HuBERT Large
 (24 layers, width 1024, ResNet-18 frontend on 88x88 crops), Llama-3.2-1B (16 layers, width 2048,
 32 heads / 8 KV heads, 128256-token vocabulary, tied embeddings) with LoRA as in
-configs/model/llama_avsr.yaml; "ci" shrinks every width to check that a benchmark runs. ``layers``
-caps the depth of each of the three stacks (for a CPU); None keeps them whole.
+configs/model/llama_avsr.yaml; "ci" shrinks every width to check that a benchmark runs. ``depth``
+keeps that fraction of each stack's layers (for a CPU), so that the encoders' share of a step stays
+about what it is at full depth (1.0).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import time
 from collections.abc import Callable
@@ -68,11 +70,23 @@ def vocabulary(shapes: Shapes) -> list[str]:
     return [f"w{i}" for i in range(shapes.llama["vocab_size"] - len(SPECIALS) - len(PROMPT_WORDS))]
 
 
-def capped(full: int, layers: int | None) -> int:
-    return full if layers is None else min(full, layers)
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every paper-shape benchmark takes: model size, batch, repeats, device."""
+    parser.add_argument("--depth", type=float, default=1.0,
+                        help="keep this fraction of each stack's layers, at least one (default: all of them)")
+    parser.add_argument("--shapes", choices=sorted(SHAPES), default="paper", help="ci: tiny widths, to check the script runs")
+    parser.add_argument("--max-frames", type=int, default=PAPER_BATCH_FRAMES,
+                        help="the batch's budget of padded video frames (default: configs/data/lrs2.yaml's)")
+    parser.add_argument("--compression", type=int, nargs=2, default=(4, 2), metavar=("AUDIO", "VIDEO"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
 
-def build_paper_model(shapes: Shapes, layers: int | None, compression: tuple[int, int] = (4, 2),
+def kept(layers: int, depth: float) -> int:
+    return max(1, round(layers * depth))
+
+
+def build_paper_model(shapes: Shapes, depth: float, compression: tuple[int, int] = (4, 2),
                       decor_lambda: float = 0.0, device: torch.device = torch.device("cpu"), seed: int = 0) -> LlamaAVSR:
     """AVSR Llama-AVSR with random weights, built on ``device``: frozen Whisper (``pad_to_30s`` as the
     paper's config) and AV-HuBERT, average pooling by ``compression``, MLP projectors, the Llama
@@ -81,15 +95,15 @@ def build_paper_model(shapes: Shapes, layers: int | None, compression: tuple[int
     audio = PAPER_MODEL["audio_encoder"]
     llm_settings = PAPER_MODEL["llm"]
     with device:  # random initialisation of a billion parameters is minutes on a CPU, seconds on a GPU
-        whisper = WhisperEncoder(WhisperConfig(**{**shapes.whisper, "encoder_layers": capped(shapes.whisper["encoder_layers"], layers)}),
+        whisper = WhisperEncoder(WhisperConfig(**{**shapes.whisper, "encoder_layers": kept(shapes.whisper["encoder_layers"], depth)}),
                                  pad_to_30s=audio["pad_to_30s"])
-        avhubert = AVHubertEncoder(dataclasses.replace(shapes.avhubert, layers=capped(shapes.avhubert.layers, layers)),
+        avhubert = AVHubertEncoder(dataclasses.replace(shapes.avhubert, layers=kept(shapes.avhubert.layers, depth)),
                                    modality="video")
-        config = LlamaConfig(**{**shapes.llama, "num_hidden_layers": capped(shapes.llama["num_hidden_layers"], layers)},
+        config = LlamaConfig(**{**shapes.llama, "num_hidden_layers": kept(shapes.llama["num_hidden_layers"], depth)},
                              attn_implementation=llm_settings["attn_implementation"])
         llm = LlamaForCausalLM(config).to(DTYPES[llm_settings["dtype"]])
         llm, tokenizer, special = prepare_llm(llm, word_tokenizer(vocabulary(shapes)), LoraSettings(**llm_settings["lora"]))
-        # The paper's layers 2..L-1 are none of a capped LLM's 1 or 2: then the loss reads every layer.
+        # The paper's layers 2..L-1 are none of a shallow LLM's 1 or 2: then the loss reads every layer.
         decor_layers = None if config.num_hidden_layers >= 3 else list(range(1, config.num_hidden_layers + 1))
         model = LlamaAVSR(llm, tokenizer, special, "avsr", list(compression), audio_encoder=whisper,
                           video_encoder=avhubert, decorrelation=DecorrelationSettings(weight=decor_lambda, layers=decor_layers))
