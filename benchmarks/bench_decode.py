@@ -29,7 +29,7 @@ import avsr_sinks.model.avsr as avsr_module
 from avsr_sinks.data import FrameBudgetBatchSampler, collate_samples
 from avsr_sinks.model.avsr import GenerationSettings
 from avsr_sinks.training.checkpoints import load_trained_model
-from avsr_sinks.training.evaluate import split_loader
+from avsr_sinks.training.evaluate import generation_settings, split_loader
 
 NEAR_TIE = 1e-3  # beam scores (mean log-probability) this close are decided by float rounding
 
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     model, config = load_trained_model(args.ckpt)
     model.to(device).eval()
-    settings = GenerationSettings(**{**config["generation"], **({"num_beams": args.beams} if args.beams else {})})
+    settings = generation_settings({**config["generation"], **({"num_beams": args.beams} if args.beams else {})}, config)
     dataset, _ = split_loader(config, "test")
     chosen = list(range(min(args.utterances, len(dataset))))
     samples = [dataset[i] for i in chosen]

@@ -29,8 +29,8 @@ from omegaconf import OmegaConf
 from avsr_sinks.data import collate_samples
 from avsr_sinks.data.feature_cache import build_feature_cache, encoder_fingerprint
 from bench_train_step import project_defaults, training_step
-from paper_shapes import (ROOT, SHAPES, add_model_arguments, build_paper_model, describe_batch, interleaved_times,
-                          llama_avsr_batch, mib, peak_bytes, vocabulary)
+from paper_shapes import (ROOT, SHAPES, add_model_arguments, build_paper_model, cast_frozen_weights, describe_batch,
+                          interleaved_times, llama_avsr_batch, mib, peak_bytes, vocabulary)
 
 PAPER_EPOCHS = int(OmegaConf.load(ROOT / "configs/trainer/gpu.yaml").max_epochs)
 CACHE_RTOL = 1e-3  # float16 keeps ~3 significant digits of each O(1) feature
@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     defaults = project_defaults(device)
     model = build_paper_model(SHAPES[args.shapes], args.depth, tuple(args.compression), decor_lambda=args.decor_lambda,
                               device=device).train()
+    cast_frozen_weights(model, dict(defaults.frozen_weights))
     batch = llama_avsr_batch(args.max_frames, vocabulary(SHAPES[args.shapes]), device)
     print(f"{device.type}, torch {torch.__version__}, {torch.get_num_threads()} threads; layers Whisper/AV-HuBERT/Llama "
           f"{model.encoders['audio'].encoder.config.encoder_layers}/{model.encoders['video'].config.layers}/"

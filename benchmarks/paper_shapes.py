@@ -30,7 +30,7 @@ from avsr_sinks.encoders.avhubert import AVHubertConfig
 from avsr_sinks.model.avsr import DecorrelationSettings, LlamaAVSR
 from avsr_sinks.model.llm import LoraSettings, prepare_llm
 from avsr_sinks.model.tiny_llm import PROMPT_WORDS, SPECIALS, word_tokenizer
-from avsr_sinks.training.build import DTYPES
+from avsr_sinks.training.build import frozen_dtype
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER_MODEL = OmegaConf.to_container(OmegaConf.load(ROOT / "configs/model/llama_avsr.yaml"))
@@ -88,9 +88,9 @@ def kept(layers: int, depth: float) -> int:
 
 def build_paper_model(shapes: Shapes, depth: float, compression: tuple[int, int] = (4, 2),
                       decor_lambda: float = 0.0, device: torch.device = torch.device("cpu"), seed: int = 0) -> LlamaAVSR:
-    """AVSR Llama-AVSR with random weights, built on ``device``: frozen Whisper (``pad_to_30s`` as the
-    paper's config) and AV-HuBERT, average pooling by ``compression``, MLP projectors, the Llama
-    with the paper config's LoRA, attention implementation and dtype."""
+    """AVSR Llama-AVSR with random float32 weights, built on ``device``: frozen Whisper
+    (``pad_to_30s`` as the paper's config) and AV-HuBERT, average pooling by ``compression``, MLP
+    projectors, the Llama with the paper config's LoRA and attention implementation."""
     torch.manual_seed(seed)
     audio = PAPER_MODEL["audio_encoder"]
     llm_settings = PAPER_MODEL["llm"]
@@ -101,13 +101,31 @@ def build_paper_model(shapes: Shapes, depth: float, compression: tuple[int, int]
                                    modality="video")
         config = LlamaConfig(**{**shapes.llama, "num_hidden_layers": kept(shapes.llama["num_hidden_layers"], depth)},
                              attn_implementation=llm_settings["attn_implementation"])
-        llm = LlamaForCausalLM(config).to(DTYPES[llm_settings["dtype"]])
-        llm, tokenizer, special = prepare_llm(llm, word_tokenizer(vocabulary(shapes)), LoraSettings(**llm_settings["lora"]))
+        llm, tokenizer, special = prepare_llm(LlamaForCausalLM(config), word_tokenizer(vocabulary(shapes)),
+                                              LoraSettings(**llm_settings["lora"]))
         # The paper's layers 2..L-1 are none of a shallow LLM's 1 or 2: then the loss reads every layer.
         decor_layers = None if config.num_hidden_layers >= 3 else list(range(1, config.num_hidden_layers + 1))
         model = LlamaAVSR(llm, tokenizer, special, "avsr", list(compression), audio_encoder=whisper,
                           video_encoder=avhubert, decorrelation=DecorrelationSettings(weight=decor_lambda, layers=decor_layers))
     return model.to(device)  # buffers made from numpy (Whisper's mel filters) start on the CPU
+
+
+def paper_frozen_dtypes(device: torch.device) -> dict[str, torch.dtype]:
+    """{"llm", "audio", "video"}: the dtype the paper config stores each frozen part in on ``device``."""
+    trainer = {"accelerator": device.type}
+    return {part: frozen_dtype(PAPER_MODEL[key].get("dtype"), trainer)
+            for part, key in (("llm", "llm"), ("audio", "audio_encoder"), ("video", "video_encoder"))}
+
+
+def cast_frozen_weights(model: LlamaAVSR, dtypes: dict[str, torch.dtype]) -> LlamaAVSR:
+    """``model`` with its frozen weights in ``dtypes`` (as training.build stores them) and every
+    trainable parameter left in float32, its values untouched."""
+    model.encoders["audio"].encoder.to(dtypes["audio"])
+    model.encoders["video"].to(dtypes["video"])
+    for parameter in model.llm.parameters():
+        if not parameter.requires_grad:
+            parameter.data = parameter.data.to(dtypes["llm"])
+    return model
 
 
 def utterance(index: int, seconds: float, words: list[str], generator: torch.Generator) -> dict:
@@ -199,6 +217,11 @@ def peak_bytes(step: Callable[[], object], device: torch.device) -> int:
         held += size
         peak = max(peak, held)
     return peak
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the parameters and buffers."""
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
 
 
 def mib(n_bytes: float) -> str:

@@ -46,6 +46,12 @@ class AVSRDataset(torch.utils.data.Dataset):
     ``feature_caches`` (modality -> :class:`FeatureCache`): those modalities come as the cached
     encoder features ``<modality>_features`` [T, D] instead of media (the caller checks that
     they are unaugmented and noise-free); an utterance missing from the cache is a bad sample.
+
+    The random draws of training (augmentation, training noise) come from torch's global
+    generator for an integer key, and for an ``(epoch, index)`` key (what a training
+    ``FrameBudgetBatchSampler(epoch_in_keys=True)`` yields) from a generator seeded by
+    (seed, epoch, index): the same in every process and after a resume, whatever the DataLoader
+    workers drew before.
     """
 
     def __init__(self, root: str | Path, label_csv: str | Path, modalities=MODALITIES, split: str = "train",
@@ -87,8 +93,9 @@ class AVSRDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def load(self, index: int) -> dict:
-        """The sample at ``index``; raises :class:`BadSampleError` (with the path) if it is bad."""
+    def load(self, index: int, generator: torch.Generator | None = None) -> dict:
+        """The sample at ``index``; raises :class:`BadSampleError` (with the path) if it is bad.
+        ``generator`` draws the augmentation and training noise (None: torch's global one)."""
         row = self.rows[index]
         sample = {"id": row.utterance_id, "text": row.transcript}
         n_frames = row.n_frames
@@ -102,7 +109,7 @@ class AVSRDataset(torch.utils.data.Dataset):
             frames = read_media(read_video_gray, mp4_path)
             n_frames = frames.shape[0]
             try:
-                sample["video"] = video_transform(torch.from_numpy(frames), self.augment)
+                sample["video"] = video_transform(torch.from_numpy(frames), self.augment, generator)
             except ValueError as error:
                 raise BadSampleError("unreadable", mp4_path, str(error)) from error
         if "audio" in self.modalities and "audio" not in self.feature_caches:
@@ -115,20 +122,24 @@ class AVSRDataset(torch.utils.data.Dataset):
             if self.noise is not None:
                 waveform = add_noise(waveform, self.noise, utterance_rng(self.seed, row.utterance_id))
             if self.train_noise is not None:
-                # From torch's generator, which Lightning seeds and each DataLoader worker re-seeds.
-                rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+                rng = np.random.default_rng(int(torch.randint(0, 2**62, (), generator=generator)))
                 drawn = self.train_noise.draw(rng)
                 if drawn is not None:
                     waveform = add_noise(waveform, drawn, rng)
             audio = fit_audio(torch.from_numpy(np.ascontiguousarray(waveform)), n_frames, SAMPLES_PER_FRAME)
             if self.augment is not None:
-                audio = time_mask_(audio, self.augment.audio_mask_window, self.augment.audio_mask_stride)
+                audio = time_mask_(audio, self.augment.audio_mask_window, self.augment.audio_mask_stride, generator)
             sample["audio"] = audio
         return sample
 
-    def __getitem__(self, index: int) -> dict | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
+        """The sample at index ``key`` or, for ``key = (epoch, index)``, with that epoch's draws."""
+        index, generator = key, None
+        if isinstance(key, tuple):
+            epoch, index = key
+            generator = sample_generator(self.seed, epoch, index)
         try:
-            return self.load(index)
+            return self.load(index, generator)
         except BadSampleError as error:
             if self.strict:
                 raise
@@ -142,6 +153,12 @@ class AVSRDataset(torch.utils.data.Dataset):
         """Samples skipped so far, as (id, "<kind> <path>"), in dataset order."""
         return [(row.utterance_id, f"{PROBLEMS[code - 1][0]} {row.media_path(self.root, PROBLEMS[code - 1][1])}")
                 for row, code in zip(self.rows, self._problem_codes) if code]
+
+
+def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """A torch generator for one sample's draws in one epoch, seeded from (seed, epoch, index)."""
+    state = np.random.SeedSequence((seed, epoch, index)).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state >> np.uint64(1)))
 
 
 def read_media(reader, path: Path) -> np.ndarray:

@@ -156,7 +156,7 @@ def build_feature_cache(
     ``batches(done)`` yields collated batches (with ``ids``) of the utterances not in ``done``;
     ``encode(batch)`` returns (features [B, T, D], valid lengths [B]). Utterances that the batches
     never yield (bad samples, skipped by the dataset) are left out and listed in ``meta.json``.
-    Progress is logged about every 10 s; a killed build resumes after its last whole shard.
+    Progress is logged about every 30 s; a killed build resumes after its last whole shard.
     """
     folder.mkdir(parents=True, exist_ok=True)
     meta_path = folder / META
@@ -199,7 +199,7 @@ def build_feature_cache(
             encoded += len(batch["ids"])
             if len(pending) >= SHARD_UTTERANCES:
                 flush()
-            if time.perf_counter() - last_log > 10:
+            if time.perf_counter() - last_log > 30:
                 rate = encoded / (time.perf_counter() - started)
                 log(f"feature cache {folder.name}: {encoded}/{len(todo)} utterances ({rate:.1f}/s)")
                 last_log = time.perf_counter()

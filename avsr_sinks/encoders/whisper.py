@@ -72,9 +72,10 @@ class WhisperEncoder(FrozenEncoder):
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """[B, S] float audio -> [B, n_mels, S // hop] log-mel, as WhisperFeatureExtractor (no dither)."""
-        stft = torch.stft(audio.float(), self.n_fft, self.hop_length, window=self.window, return_complex=True)
+        # float32 throughout, also when the module was cast to bf16 (trainer.precision=bf16-true).
+        stft = torch.stft(audio.float(), self.n_fft, self.hop_length, window=self.window.float(), return_complex=True)
         power = (stft[..., :-1].abs() ** 2).contiguous()
-        log_spec = (self.mel_filters.T @ power).clamp(min=1e-10).log10()
+        log_spec = (self.mel_filters.float().T @ power).clamp(min=1e-10).log10()
         per_sample_max = log_spec.amax(dim=(1, 2), keepdim=True)
         return (torch.maximum(log_spec, per_sample_max - 8.0) + 4.0) / 4.0
 

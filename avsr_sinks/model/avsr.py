@@ -73,6 +73,20 @@ class GenerationSettings:
     extra: dict = field(default_factory=dict)
 
 
+def max_new_tokens_for(longest_transcript_tokens: int) -> int:
+    """A decoding limit that fits the data: the longest training transcript in tokens and its
+    EOS, and half as much again (8 tokens at least), so that a hypothesis longer than every
+    training transcript is still scored whole (its extra words as insertions) instead of cut."""
+    needed = longest_transcript_tokens + 1
+    return needed + max(8, needed // 2)
+
+
+@dataclass
+class Hypotheses:
+    texts: list[str]
+    at_token_limit: list[bool]  # stopped by max_new_tokens, not by an end of sentence
+
+
 class LlamaAVSR(nn.Module):
     def __init__(
         self,
@@ -87,6 +101,7 @@ class LlamaAVSR(nn.Module):
         projector: str = "mlp",
         projector_hidden: int | None = None,
         projector_layer_norm: bool = False,
+        projector_matches_embedding_norm: bool = False,
         prompt: str | None = None,
         decorrelation: DecorrelationSettings | None = None,
     ) -> None:
@@ -121,11 +136,25 @@ class LlamaAVSR(nn.Module):
                 for m in self.modalities
             }
         )
+        if projector_matches_embedding_norm:
+            self._start_projectors_at_embedding_norm()
         self.prompt = prompt if prompt is not None else DEFAULT_PROMPTS[task]
         self.prompt_ids = tokenizer(self.prompt, add_special_tokens=False).input_ids
         self.decorrelation = decorrelation or DecorrelationSettings()
         num_layers = len(decoder_layers(llm))
         self.decor_layers = self.decorrelation.layer_indices(num_layers) if self.decorrelation.weight > 0 else []
+
+    @torch.no_grad()
+    def _start_projectors_at_embedding_norm(self) -> None:
+        """End each projector with a LayerNorm whose gain starts at the text embeddings' RMS, so that
+        its tokens start at the norm of the LLM's own inputs instead of several times it."""
+        embeddings = self.llm.get_input_embeddings().weight.float()
+        rms = float(embeddings.norm(dim=-1).mean()) / embeddings.shape[1] ** 0.5
+        for modality, projector in self.projectors.items():
+            if not isinstance(projector[-1], nn.LayerNorm):
+                projector.append(nn.LayerNorm(embeddings.shape[1]))
+            projector[-1].weight.fill_(rms)
+            projector[-1].bias.zero_()
 
     def encode(self, batch: dict) -> dict[str, ModalityTokens]:
         """Encoder -> compressor -> projector for each modality of the task. A batch that holds
@@ -143,7 +172,10 @@ class LlamaAVSR(nn.Module):
             else:
                 raise KeyError(f"task {self.task} needs '{modality}' in the batch; check data.modalities")
             features, lengths = self.compressors[modality](features, lengths)
-            tokens[modality] = ModalityTokens(self.projectors[modality](features), lengths)
+            projector = self.projectors[modality]
+            # A frozen encoder may be stored in bf16; the projector trains in its own (float32) dtype.
+            features = features.to(next(projector.parameters()).dtype)
+            tokens[modality] = ModalityTokens(projector(features), lengths)
         return tokens
 
     def tokenize_transcripts(self, texts: list[str]) -> list[list[int]]:
@@ -192,10 +224,14 @@ class LlamaAVSR(nn.Module):
         decor = decorrelation_loss(collector.stacked(), inputs.attention_mask, token_mask, self.decorrelation.eps)
         return LossOutput(ce + self.decorrelation.weight * decor, ce, decor, labelled, norms)
 
-    @torch.no_grad()
     def generate(self, batch: dict, settings: GenerationSettings = GenerationSettings()) -> list[str]:
-        """Batched beam search (HF ``generate`` on left-padded ``inputs_embeds``), its prompt
-        prefilled once per utterance rather than once per beam."""
+        """Batched beam search (HF ``generate`` on left-padded ``inputs_embeds``): the transcripts."""
+        return self.generate_hypotheses(batch, settings).texts
+
+    @torch.no_grad()
+    def generate_hypotheses(self, batch: dict, settings: GenerationSettings = GenerationSettings()) -> Hypotheses:
+        """As ``generate``, and which hypotheses ``settings.max_new_tokens`` cut before their EOS.
+        The prompt is prefilled once per utterance rather than once per beam."""
         inputs = self.assemble(batch, for_generation=True)
         causal_lm = self.llm.get_base_model() if isinstance(self.llm, PeftModel) else self.llm
         with prefill_once_per_utterance(causal_lm, settings.num_beams):
@@ -211,7 +247,10 @@ class LlamaAVSR(nn.Module):
                 bos_token_id=self.special.bos,
                 **settings.extra,
             )
-        return [t.strip() for t in self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
+        texts = [t.strip() for t in self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
+        # The output holds the new tokens only, padded after the EOS of the hypotheses that ended.
+        at_limit = output_ids.shape[1] >= settings.max_new_tokens
+        return Hypotheses(texts, [at_limit and not bool((row == self.special.eos).any()) for row in output_ids])
 
 
 def label_predicting_positions(targets: torch.Tensor) -> torch.Tensor:

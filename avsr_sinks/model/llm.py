@@ -69,9 +69,16 @@ def load_llm(
     lora: LoraSettings | None = LoraSettings(),
     dtype: torch.dtype = torch.float32,
     attn_implementation: str = "sdpa",
+    activation_checkpointing: bool = False,
 ):
     """Load a causal LM and tokenizer from a local directory (or hub name), add the special
     tokens, freeze the base, and wrap it with LoRA (``lora=None`` keeps it frozen, no adapter).
+
+    ``activation_checkpointing`` recomputes each decoder layer in the backward pass instead of
+    keeping its activations (transformers' own, non-reentrant: it replays the same dropout masks).
+    transformers checkpoints the layers' ``forward``, not ``__call__``, so forward hooks on a
+    decoder layer (the decorrelation loss's) see its output once; hooks on modules inside a layer
+    run again in the replay, which is what the gated-attention pre-hook needs.
 
     Returns ``(model, tokenizer, SpecialTokenIds)``.
     """
@@ -81,19 +88,23 @@ def load_llm(
             raise FileNotFoundError(f"LLM directory {path} does not exist: set model.llm.path to a Hugging Face model folder")
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, attn_implementation=attn_implementation)
-    return prepare_llm(model, tokenizer, lora)
+    return prepare_llm(model, tokenizer, lora, activation_checkpointing)
 
 
-def prepare_llm(model, tokenizer: PreTrainedTokenizerBase, lora: LoraSettings | None = LoraSettings()):
+def prepare_llm(model, tokenizer: PreTrainedTokenizerBase, lora: LoraSettings | None = LoraSettings(),
+                activation_checkpointing: bool = False):
     """What :func:`load_llm` does once the model is loaded, for a model built in memory (the
     benchmarks' random Llama at the paper's size, never written to disk): the special tokens,
-    their embedding rows, a frozen base and LoRA. Returns ``(model, tokenizer, SpecialTokenIds)``."""
+    their embedding rows, a frozen base, activation checkpointing and LoRA. Returns
+    ``(model, tokenizer, SpecialTokenIds)``."""
     special = add_special_tokens(tokenizer)
     if special.added:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = special.pad
     model.generation_config.pad_token_id = special.pad
     model.requires_grad_(False)
+    if activation_checkpointing:
+        model.activation_checkpointing_enable({"use_reentrant": False})
     if lora is None:
         return model, tokenizer, special
     config = LoraConfig(

@@ -15,7 +15,7 @@ TINY_DEMO_LLM = "tiny-demo"
 # data.kind: generated corpora (synthetic, espeak), the LibriVox test utterances, auto_avsr's LRS2/LRS3.
 CORPUS_KINDS = ("synthetic", "espeak", "librivox", "lrs")
 AUDIO_ONLY_CORPORA = ("espeak", "librivox")
-DTYPE_NAMES = ("bfloat16", "float16", "float32")
+DTYPE_NAMES = ("auto", "bfloat16", "float16", "float32")  # auto: bfloat16 on a GPU, float32 on a CPU
 
 
 class ConfigError(ValueError):
@@ -52,6 +52,13 @@ def validate_config(cfg: Mapping) -> None:
         enc = model["video_encoder"]
         if _is_missing(enc.get("checkpoint")) and not enc.get("trainable"):
             raise ConfigError("model.video_encoder.checkpoint is not set: pass an AV-HuBERT checkpoint (e.g. large_vox_iter5.pt)")
+    for enc_key in ("audio_encoder", "video_encoder"):
+        dtype = model.get(enc_key, {}).get("dtype", "auto")
+        if dtype not in DTYPE_NAMES:
+            raise ConfigError(f"model.{enc_key}.dtype={dtype!r}: choose one of {sorted(DTYPE_NAMES)}")
+        if model[enc_key].get("trainable") and dtype not in ("auto", "float32"):
+            raise ConfigError(f"model.{enc_key}.dtype={dtype} with trainable=true: trained weights stay float32 "
+                              "(set dtype=float32 or auto, or trainable=false)")
     for key in ("path", "checkpoint"):
         for enc_key in ("audio_encoder", "video_encoder"):
             value = model.get(enc_key, {}).get(key)
