@@ -145,3 +145,20 @@ def test_trains_with_lora_after_get_peft_model(model):
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().max() > 0
     assert any("lora_" in name and p.grad is not None and p.grad.abs().max() > 0 for name, p in trainable.items())
     assert any("sink_logit" in key for key in peft_model.state_dict())
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+def test_bf16_autocast_follows_float32(model, padded):
+    """bf16-mixed (the GPU default): the rotary embedding leaves q, k in float32 and v in bf16,
+    which the mask-free causal path must reconcile (it used to stop with a dtype error)."""
+    batch = padded_batch()
+    if not padded:
+        batch = {"input_ids": batch["input_ids"]}
+    handle = apply_sink_logits(model, init=0.5)
+    real = batch["attention_mask"].bool() if padded else slice(None)
+    with torch.no_grad():
+        full = model(**batch).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(**batch).logits
+    handle.remove()
+    torch.testing.assert_close(mixed[real].float(), full[real], rtol=3e-2, atol=3e-2)

@@ -11,11 +11,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
+from peft import PeftModel
 from torch import nn
 
 from ..sinks.decorrelation import decorrelation_loss
 from ..sinks.hooks import HiddenStateCollector, decoder_layers
 from .compressor import build_compressor
+from .generation import prefill_once_per_utterance
 from .llm import SpecialTokenIds
 from .projector import build_projector
 from .sequence import AssembledInputs, ModalityTokens, assemble_sequences
@@ -228,20 +230,23 @@ class LlamaAVSR(nn.Module):
 
     @torch.no_grad()
     def generate_hypotheses(self, batch: dict, settings: GenerationSettings = GenerationSettings()) -> Hypotheses:
-        """As ``generate``, and which hypotheses ``settings.max_new_tokens`` cut before their EOS."""
+        """As ``generate``, and which hypotheses ``settings.max_new_tokens`` cut before their EOS.
+        The prompt is prefilled once per utterance rather than once per beam."""
         inputs = self.assemble(batch, for_generation=True)
-        output_ids = self.llm.generate(
-            inputs_embeds=inputs.inputs_embeds,
-            attention_mask=inputs.attention_mask,
-            num_beams=settings.num_beams,
-            max_new_tokens=settings.max_new_tokens,
-            do_sample=settings.do_sample,
-            length_penalty=settings.length_penalty,
-            eos_token_id=self.special.eos,
-            pad_token_id=self.special.pad,
-            bos_token_id=self.special.bos,
-            **settings.extra,
-        )
+        causal_lm = self.llm.get_base_model() if isinstance(self.llm, PeftModel) else self.llm
+        with prefill_once_per_utterance(causal_lm, settings.num_beams):
+            output_ids = self.llm.generate(
+                inputs_embeds=inputs.inputs_embeds,
+                attention_mask=inputs.attention_mask,
+                num_beams=settings.num_beams,
+                max_new_tokens=settings.max_new_tokens,
+                do_sample=settings.do_sample,
+                length_penalty=settings.length_penalty,
+                eos_token_id=self.special.eos,
+                pad_token_id=self.special.pad,
+                bos_token_id=self.special.bos,
+                **settings.extra,
+            )
         texts = [t.strip() for t in self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
         # The output holds the new tokens only, padded after the EOS of the hypotheses that ended.
         at_limit = output_ids.shape[1] >= settings.max_new_tokens

@@ -87,8 +87,17 @@ def load_llm(
         if not path.is_dir():
             raise FileNotFoundError(f"LLM directory {path} does not exist: set model.llm.path to a Hugging Face model folder")
     tokenizer = AutoTokenizer.from_pretrained(str(path))
-    special = add_special_tokens(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, attn_implementation=attn_implementation)
+    return prepare_llm(model, tokenizer, lora, activation_checkpointing)
+
+
+def prepare_llm(model, tokenizer: PreTrainedTokenizerBase, lora: LoraSettings | None = LoraSettings(),
+                activation_checkpointing: bool = False):
+    """What :func:`load_llm` does once the model is loaded, for a model built in memory (the
+    benchmarks' random Llama at the paper's size, never written to disk): the special tokens,
+    their embedding rows, a frozen base, activation checkpointing and LoRA. Returns
+    ``(model, tokenizer, SpecialTokenIds)``."""
+    special = add_special_tokens(tokenizer)
     if special.added:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = special.pad

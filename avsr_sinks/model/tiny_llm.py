@@ -17,6 +17,15 @@ SPECIALS = ["<unk>", "<s>", "</s>"]
 PROMPT_WORDS = ["transcribe", "speech", "and", "video", "to", "text."]
 
 
+def word_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer: BOS/EOS/UNK, the default prompts' words, then ``words``."""
+    vocab_words = SPECIALS + [w for w in dict.fromkeys(PROMPT_WORDS + list(words)) if w not in SPECIALS]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab_words)}, unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
 def build_tiny_llm(
     directory: str | Path,
     words: list[str],
@@ -38,13 +47,9 @@ def build_tiny_llm(
                 num_kv_heads=num_kv_heads, intermediate_size=intermediate_size, seed=seed)
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return directory
-    vocab_words = SPECIALS + [w for w in dict.fromkeys(PROMPT_WORDS + spec["words"]) if w not in SPECIALS]
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab_words)}, unk_token="<unk>"))
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tokenizer = word_tokenizer(spec["words"])
     config = LlamaConfig(
-        vocab_size=len(vocab_words),
+        vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size,
         num_hidden_layers=num_layers,

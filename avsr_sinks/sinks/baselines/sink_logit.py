@@ -85,6 +85,11 @@ def sink_logit_attention(
     virtual_key[..., head_dim] = 1
     key = torch.cat([virtual_key, torch.cat([key, key.new_zeros(*key.shape[:3], extra)], dim=-1)], dim=2)
     value = torch.cat([value.new_zeros(batch, heads, 1, value.shape[-1]), value], dim=2)
+    if torch.is_autocast_enabled(query.device.type):
+        # Under autocast the rotary embedding leaves q and k in float32 and v in bf16; SDPA would
+        # cast them itself, but a causal_lower_right mask dispatches before autocast does.
+        dtype = torch.get_autocast_dtype(query.device.type)
+        query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
     output = nn.functional.scaled_dot_product_attention(
         query, key, value, attn_mask=mask, dropout_p=dropout if module.training else 0.0, scale=scaling
     )
