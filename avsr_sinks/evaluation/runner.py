@@ -24,6 +24,8 @@ def transcribe(model: LlamaAVSR, loader, settings: GenerationSettings, desc: str
     device = next(model.parameters()).device
     ids, refs, hyps = [], [], []
     for batch in tqdm(loader, desc=desc, leave=False):
+        if not batch["ids"]:  # every sample of the batch was skipped (bad files)
+            continue
         hyps += model.generate(_to_device(batch, device), settings)
         ids += batch["ids"]
         refs += batch["text"]

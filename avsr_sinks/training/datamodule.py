@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
-from ..data import AVSRDataset, FrameBudgetBatchSampler, TrainNoiseConfig, collate_samples
+from ..data import AVSRDataset, FrameBudgetBatchSampler, SampleLimits, TooManyBadSamplesError, TrainNoiseConfig, collate_samples
 from ..data.espeak_corpus import EspeakCorpusConfig, ensure_espeak_corpus
 from ..data.librivox import DEFAULT_SOURCE as LIBRIVOX_SOURCE
 from ..data.librivox import ensure_librivox_corpus
@@ -56,13 +56,17 @@ def split_csv(corpus: Mapping, data: Mapping, split: str):
 
 
 class AVSRDataModule(L.LightningDataModule):
-    def __init__(self, data: Mapping, corpus: Mapping, modalities: tuple[str, ...], seed: int, noise=None) -> None:
+    """The splits of a corpus; ``limits``: what the model can take (``LlamaAVSR.sample_limits``)."""
+
+    def __init__(self, data: Mapping, corpus: Mapping, modalities: tuple[str, ...], seed: int, noise=None,
+                 limits: SampleLimits = SampleLimits()) -> None:
         super().__init__()
         self.data = data
         self.corpus = corpus
         self.modalities = modalities
         self.seed = seed
         self.noise = noise
+        self.limits = limits
         self.datasets: dict[str, AVSRDataset] = {}
 
     def _dataset(self, split: str) -> AVSRDataset:
@@ -80,6 +84,8 @@ class AVSRDataModule(L.LightningDataModule):
                 strict=self.data.get("strict", False),
                 seed=self.seed,
                 augment=self.data.get("augment", True) and split == "train",
+                limits=self.limits,
+                max_bad_fraction=self.data.get("max_bad_fraction"),
             )
         return self.datasets[split]
 
@@ -104,6 +110,17 @@ class AVSRDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """After every batch, in the main process (the loaders' workers mark bad samples in shared
+        memory): stop once a split's bad share passes data.max_bad_fraction. Every rank decides
+        together, so that none is left waiting for the others."""
+        world_size = self.trainer.world_size
+        exceeded = [ds for ds in self.datasets.values() if ds.bad_share_exceeded(world_size)]
+        if self.trainer.strategy.reduce_boolean_decision(bool(exceeded), all=False):
+            raise TooManyBadSamplesError(exceeded[0].bad_share_report(world_size) if exceeded
+                                         else "another rank's share of bad samples passed data.max_bad_fraction")
+        return batch
 
     def skipped_samples(self) -> dict[str, list]:
         """Bad samples met so far, per split (reported at the end of a run)."""

@@ -93,12 +93,19 @@ class AVSRModule(L.LightningModule):
         if out.decor is not None:
             self.log(f"{prefix}/decor", out.decor, batch_size=batch_size, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        # A batch whose every sample was skipped (bad files) is empty. Every rank skips the step
+        # when any rank's batch is empty, so that all of them stay in step (no rank runs a backward
+        # whose gradient all-reduce the others would not join); None makes Lightning skip it.
+        if self.trainer.strategy.reduce_boolean_decision(not batch["ids"], all=False):
+            return None
         out = self.model(batch)
         self._log_losses("train", out, len(batch["text"]))
         return out.loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if not batch["ids"]:  # every sample skipped; validation has no per-step collective to keep in step
+            return
         out = self.model(batch)
         self._log_losses("val", out, len(batch["text"]))
         if batch_idx < self.val_generation_batches:
