@@ -157,3 +157,14 @@ def test_cross_entropy_equals_a_token_by_token_sum_over_full_logits(tiny_llm):
     # every transcript word and EOS of both samples is a labelled token
     assert len(terms) == sum(len(tok(text, add_special_tokens=False).input_ids) + 1 for text in BATCH["text"])
     torch.testing.assert_close(ce.double(), torch.stack(terms).mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_kinds_the_config_check_offers_are_the_ones_that_build():
+    from avsr_sinks.model.compressor import build_compressor
+    from avsr_sinks.model.projector import build_projector
+    from avsr_sinks.model.tasks import COMPRESSOR_KINDS, PROJECTOR_KINDS
+
+    assert [type(build_projector(kind, 4, 8)[-1]).__name__ for kind in PROJECTOR_KINDS] == ["Linear", "Linear"]
+    assert [build_compressor(kind, 2).output_dim(4) for kind in COMPRESSOR_KINDS] == [4, 8]  # avg-pool, stack
+    with pytest.raises(ValueError, match="model.projector.kind"):
+        build_projector("qformer", 4, 8)
