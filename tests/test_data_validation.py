@@ -105,10 +105,13 @@ def avsr_module(tiny_llm):
     return module
 
 
-def _ranks(module, other_rank_empty: bool):
-    """This rank's trainer; the other rank's batch is empty when ``other_rank_empty``."""
-    strategy = SimpleNamespace(reduce_boolean_decision=lambda decision, all: decision or other_rank_empty)
-    module.trainer = SimpleNamespace(strategy=strategy)
+def _optimizer_steps(module, other_rank_trained: bool) -> int:
+    """Run the module's optimizer step once, the other rank having had samples when
+    ``other_rank_trained``; returns how many times the optimizer stepped (0 or 1)."""
+    steps = []
+    module.trainer = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda own, all: own or other_rank_trained))
+    module.optimizer_step(0, 0, SimpleNamespace(step=lambda closure: steps.append(closure())), lambda: torch.tensor(0.0))
+    return len(steps)
 
 
 def test_a_batch_of_only_bad_samples_is_skipped_whole_on_every_rank(corpus, avsr_module):
@@ -119,13 +122,18 @@ def test_a_batch_of_only_bad_samples_is_skipped_whole_on_every_rank(corpus, avsr
     all_bad, good = _batches(dataset, [["lrs2/gone", "lrs2/corrupt", "lrs2/empty"], ["lrs2/good"]])
     assert all_bad == {"ids": [], "text": []}  # no modality keys: LlamaAVSR.encode would raise KeyError
     assert sorted(sample_id for sample_id, _ in dataset.skipped) == ["lrs2/blank", "lrs2/corrupt", "lrs2/empty", "lrs2/gone"]
-    _ranks(avsr_module, other_rank_empty=False)
-    assert avsr_module.training_step(all_bad, 0) is None
+    # This rank's batch is empty: a zero loss whose backward reaches every trainable parameter with
+    # zeros, so that DDP's gradient all-reduce is joined by every rank.
+    loss = avsr_module.training_step(all_bad, 0)
+    loss.backward()
+    trainable = [p for p in avsr_module.parameters() if p.requires_grad]
+    assert loss.item() == 0 and all(p.grad is not None and not p.grad.any() for p in trainable)
+    assert _optimizer_steps(avsr_module, other_rank_trained=False) == 0  # no rank had a sample: no step
+    avsr_module.training_step(all_bad, 1)
+    assert _optimizer_steps(avsr_module, other_rank_trained=True) == 1  # another rank's batch trains
+    real = avsr_module.training_step(good, 2)
+    assert real.item() > 0 and _optimizer_steps(avsr_module, other_rank_trained=False) == 1
     assert avsr_module.validation_step(all_bad, 0) is None
-    loss = avsr_module.training_step(good, 1)
-    assert loss.ndim == 0 and torch.isfinite(loss)
-    _ranks(avsr_module, other_rank_empty=True)  # another rank's batch is empty: this one skips too
-    assert avsr_module.training_step(good, 1) is None
     ids, refs, hyps = transcribe(avsr_module.model, [all_bad, good], avsr_module.generation)
     assert ids == ["lrs2/good"] and refs == ["t"] and len(hyps) == 1
 
@@ -173,3 +181,46 @@ def test_cli_exit_status(corpus, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_status:  # in-process: one interpreter start is enough
         runpy.run_path(str(REPO / "scripts/validate_data.py"), run_name="__main__")
     assert exit_status.value.code == 0 and "0 bad" in capsys.readouterr().out
+
+
+def test_two_ddp_ranks_stay_in_step_when_one_gets_a_batch_of_only_bad_samples(tmp_path):
+    """The failure the skip is for: train.py with two DDP processes on a corpus where rank 0's first
+    batch has lost its videos (rank 1's is fine) and both ranks' second batches have. The run must
+    finish (a rank that skipped its backward would leave the other waiting in the gradient
+    all-reduce); rank 0 logs a loss for its batches with samples, and the optimizer steps whenever
+    a rank had one (not on the second step), both worked out here from the batch plan."""
+    import csv
+    import os
+
+    from test_end_to_end import ROOT, TINY, _compose
+
+    from avsr_sinks.data import FrameBudgetBatchSampler, read_label_csv
+    from avsr_sinks.training.datamodule import resolve_corpus
+
+    settings = [*TINY, f"data.cache_dir={tmp_path / 'cache'}", "data.max_frames=40", "data.max_bad_fraction=1.0"]
+    cfg = _compose("train", [*settings, f"output_dir={tmp_path}"])
+    corpus = resolve_corpus(cfg["data"])  # generated here once; the run reuses it
+    rows = read_label_csv(corpus["train_csv"], root=corpus["root"])
+    plan = [list(FrameBudgetBatchSampler([r.n_frames for r in rows], 40, shuffle=True, seed=cfg["seed"], num_replicas=2,
+                                         rank=rank)) for rank in (0, 1)]
+    steps = list(zip(*plan))
+    assert len(steps) >= 3
+    bad = set(steps[0][0]) | set(steps[1][0]) | set(steps[1][1])  # step 0: rank 0's batch; step 1: both ranks'
+    assert not bad & set(steps[0][1])
+    for index in bad:
+        rows[index].media_path(corpus["root"], ".mp4").unlink()
+    logged = [step for step in steps if set(step[0]) - bad]  # rank 0 logs its own batch's loss
+    stepped = [step for step in steps if any(set(batch) - bad for batch in step)]
+
+    run = tmp_path / "ddp"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *settings, f"hydra.run.dir={run}",
+                           "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+                           "run_test=false"], capture_output=True, text=True, timeout=400, cwd=tmp_path,
+                          env={**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(run / "csv" / "version_0" / "metrics.csv") as handle:
+        losses = [row for row in csv.DictReader(handle) if row.get("train/loss")]
+    assert len(losses) == len(logged) < len(steps)
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    adam_steps = {float(state["step"]) for state in checkpoint["optimizer_states"][0]["state"].values()}
+    assert adam_steps == {len(stepped)} and len(stepped) == len(steps) - 1  # AdamW's own count of its updates

@@ -221,6 +221,15 @@ class AVHubertEncoder(FrozenEncoder):
         self.encoder = TransformerEncoder(config)
         self.freeze_unless_trainable()
 
+    def freeze_unless_trainable(self) -> None:
+        super().freeze_unless_trainable()
+        # The extractor of the modality this encoder never reads takes no part in the loss, so it
+        # must not train: under DDP a trainable parameter without a gradient leaves its whole
+        # gradient bucket un-averaged across ranks (torch requires every one to be used).
+        unread = {"video": self.feature_extractor_audio, "audio": self.feature_extractor_video}.get(self.modality)
+        if unread is not None:
+            unread.requires_grad_(False)
+
     @property
     def output_dim(self) -> int:
         """Width of the returned features."""
