@@ -122,6 +122,7 @@ INVOCATIONS = [
     ("train", ["data.synthetic.max_words=0"], "data.synthetic", "min_words"),
     ("train", ["+data.synthetic.speakers=3"], "data.synthetic.speakers", "not a field of SyntheticCorpusConfig"),
     ("train", ["+optim.encoder_lr.lips=0.001"], "optim.encoder_lr", "keys among audio, video"),
+    ("train", ["optim.encoder_lr={{audio: 0.001}}"], "optim.encoder_lr.audio", "add it with +optim.encoder_lr.audio=0.001"),
     ("train", ["data.train_noise.snr_db=[]"], "data.train_noise", "snr_db is empty"),
     ("train", ["data.train_noise.snr_db=[0]", "data.train_noise.kind=pink"], "data.train_noise", "pink"),
     ("train", ["data=librivox", "task=asr"], "data", "no train split"),
@@ -173,6 +174,22 @@ def test_malformed_invocation_is_one_line_naming_the_key_before_the_job_starts(s
     parsed = ONE_LINE.fullmatch(lines[0])
     assert parsed is not None, lines[0]
     assert parsed["key"] == key and words in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("script, arguments", [
+    ("train", []), ("train", ["experiment=demo_decor"]), ("train", ["experiment=demo_sink_logit"]),
+    ("train", ["experiment=demo_gated_attention"]), ("train", ["task=vsr"]), ("train", ["trainer=gpu", "logger=csv"]),
+    ("train", ["data.train_noise.snr_db=[-5,0,null]", "+trainer.val_check_interval=0.5", "+optim.encoder_lr.audio=1e-3"]),
+    ("train", ["experiment=paper_avsr_a16_v5", "model.llm.path={tmp}", "model.audio_encoder.path={tmp}",
+               "model.video_encoder.checkpoint={ckpt}", "data.root={tmp}", "data.train_csv={ckpt}", "data.val_csv={ckpt}",
+               "data.test_csv={ckpt}", "model.video_encoder.lora={{rank: 16, alpha: 32, dropout: 0.0}}"]),
+    ("eval", ["ckpt={ckpt}", "eval.snr=[-5,0,clean]", "act.heads_file={ckpt}"]), ("eval", ["ckpt={ckpt}", "data=librivox"]),
+    ("analyze", ["ckpt={ckpt}", "split=train"]), ("compare", ["runs.base={ckpt}", "runs.decor={ckpt}"]),
+    ("search_act_heads", ["ckpt={ckpt}", "layers=[1]"]), ("validate_data", []),
+    ("validate_data", ["data=espeak", "modalities=[audio]", "compression=[4]", "splits=[test]"]),
+])
+def test_valid_invocations_pass(script, arguments, files):
+    cli.check_command_line(CONFIGS, script, [a.format(**files) for a in arguments])
 
 
 def test_table_covers_every_script():

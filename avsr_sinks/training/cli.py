@@ -26,7 +26,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationResolutionError, OmegaConfBaseException
 
 from .cli_overrides import normalize_overrides
-from .config_validation import MISSING, ConfigError, key_paths, unknown_key_error, validate_config
+from .config_rules import format_value
+from .config_validation import MISSING, OPEN_MAPPINGS, ConfigError, key_paths, unknown_key_error, validate_config
 
 CONFIG_ERROR_STATUS = 2
 
@@ -71,7 +72,11 @@ def _override_error(override: Override, error: HydraException, defaults: DictCon
         inner = key.removeprefix(override.key_or_group + ".").split(".") if key != override.key_or_group else []
         for part in inner:  # the value of the unknown key inside a mapping value: {rank: 8, alpah: 16} -> 16
             value = value.get(part) if isinstance(value, dict) else value
-        return unknown_key_error(key, value, key_paths(OmegaConf.to_container(defaults, resolve=False)))
+        known = key_paths(OmegaConf.to_container(defaults, resolve=False))
+        open_mapping = next((m for m in OPEN_MAPPINGS if key.startswith(m + ".")), None)
+        if isinstance(known.get(open_mapping), dict):  # struct mode: a new key of it needs a +, though the schema takes it
+            return ConfigError(key, value, f"a key {open_mapping} does not have yet", f"add it with +{key}={format_value(value)}")
+        return unknown_key_error(key, value, known)
     if override.is_add() and cause is None:  # Hydra: "An item is already at ..."
         return ConfigError(override.key_or_group, value, "already exists, and + adds a new key",
                            f"drop the +: {override.input_line[1:]}")
