@@ -156,12 +156,14 @@ class MappingOf(Check):
 
 
 class AnyOf(Check):
-    def __init__(self, *checks: Check) -> None:
-        self.checks = checks
+    """Any of ``checks``; ``described``: the words for what they accept, where listing them reads badly."""
+
+    def __init__(self, *checks: Check, described: str | None = None) -> None:
+        self.checks, self.described = checks, described
 
     @property
     def expected(self) -> str:
-        return ", or ".join(check.expected for check in self.checks)
+        return self.described or ", or ".join(check.expected for check in self.checks)
 
     @property
     def hint(self) -> str | None:

@@ -164,7 +164,8 @@ RULES = {
     "eval": {
         **CHECKPOINT_RULES, **ACT_RULES, **GENERATION_RULES,
         "split": OneOf("test", "val"),
-        "eval.snr": AnyOf(ListOf(AnyOf(Number(), OneOf("clean")), min_length=1), Number(), OneOf("clean")),
+        "eval.snr": AnyOf(ListOf(AnyOf(Number(), OneOf("clean")), min_length=1), Number(), OneOf("clean"),
+                          described="SNR levels in dB and/or clean"),
         "eval.noise_file": nullable(ExistingPath("file")),
         "eval.noise_kind": OneOf(*NOISE_KINDS),
     },
@@ -446,8 +447,8 @@ def _corpus_fields(dataclass_type, settings: Mapping, key: str) -> dict:
 def _dataclass_error(dataclass_type, settings: Mapping, key: str, error: Exception) -> ConfigError:
     """A dataclass's own check failing, told with the fields its message names."""
     message = str(error).removeprefix(f"{dataclass_type.__name__}.")
-    named = [f.name for f in fields(dataclass_type) if re.search(rf"\b{f.name}\b", message)]
-    value = {name: settings.get(name, "(default)") for name in named} if named else dict(settings)
+    named = {f.name: f.default for f in fields(dataclass_type) if re.search(rf"\b{f.name}\b", message)}
+    value = {name: settings.get(name, default) for name, default in named.items()} if named else dict(settings)
     return ConfigError(key, value, message, f"fix {' or '.join(f'{key}.{name}' for name in named) or key}")
 
 
