@@ -22,7 +22,8 @@ def main(cfg: DictConfig) -> None:
         table = evaluate_checkpoint(cfg)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"eval error: {err}")
-    print(json.dumps(table, indent=2))
+    if table is not None:  # None on the processes other than rank 0 of trainer.devices>1
+        print(json.dumps(table, indent=2))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from torch import nn
+from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
 from avsr_sinks.model.llm import LoraSettings, load_llm
 from avsr_sinks.model.tiny_llm import build_tiny_llm
@@ -45,3 +46,19 @@ class FrameEncoder(nn.Module):
             frames = x[:, : t * self.hop].reshape(x.shape[0], t, self.hop).mean(-1)
             lengths = lengths // self.hop
         return self.proj(frames.unsqueeze(-1)), lengths
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_dir(tmp_path_factory):
+    """A tiny random Whisper (dropout and layerdrop on, to show that frozen encoders ignore them), saved
+    with its feature extractor and loaded by the real path."""
+    torch.manual_seed(0)
+    config = WhisperConfig(num_mel_bins=80, d_model=32, encoder_layers=2, encoder_attention_heads=4,
+                           encoder_ffn_dim=64, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=64,
+                           vocab_size=100, max_target_positions=16, pad_token_id=0, bos_token_id=1,
+                           eos_token_id=2, decoder_start_token_id=3, suppress_tokens=[], begin_suppress_tokens=[],
+                           dropout=0.3, encoder_layerdrop=0.5)
+    path = tmp_path_factory.mktemp("whisper")
+    WhisperModel(config).save_pretrained(path)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(path)
+    return path

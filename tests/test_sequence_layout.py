@@ -91,6 +91,23 @@ def test_bad_compression_is_a_clear_error(tiny_llm):
         _model(tiny_llm, "asr", [4, 2])
 
 
+def test_projector_matching_the_embedding_norm_starts_at_the_text_embeddings_norm(tiny_llm):
+    llm, tok, special = tiny_llm
+    model = LlamaAVSR(llm, tok, special, "asr", [4], audio_encoder=FrameEncoder("audio", hop=100),
+                      projector_matches_embedding_norm=True)
+    weight = llm.get_input_embeddings().weight
+    expected = sum(float(weight[i].norm()) for i in range(weight.shape[0])) / weight.shape[0]
+    batch = _batch()
+    with torch.no_grad():
+        tokens = model.encode(batch)["audio"]
+    norms = tokens.features[0, :3].norm(dim=-1)  # sample 0's 3 valid tokens
+    # a LayerNorm's output has norm sqrt(D) (to its eps) before the gain, so every token starts there
+    torch.testing.assert_close(norms, torch.full_like(norms, expected), rtol=1e-3, atol=0)
+    plain = _model(tiny_llm, "asr", [4])
+    with torch.no_grad():
+        assert not torch.allclose(plain.encode(batch)["audio"].features[0, :3].norm(dim=-1), norms, rtol=0.05)
+
+
 def test_sample_limits_match_the_real_encoders_and_the_assembled_sequence(tiny_llm):
     """What the dataset checks on a CSV row before reading it (sample_limits: a compression window,
     the sequence length) against what the real Whisper and AV-HuBERT encoders and the assembly give."""

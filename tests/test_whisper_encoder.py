@@ -12,20 +12,6 @@ from avsr_sinks.encoders.whisper import WhisperEncoder
 SR = 16_000
 
 
-@pytest.fixture(scope="module")
-def whisper_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    config = WhisperConfig(num_mel_bins=80, d_model=32, encoder_layers=2, encoder_attention_heads=4,
-                           encoder_ffn_dim=64, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=64,
-                           vocab_size=100, max_target_positions=16, pad_token_id=0, bos_token_id=1,
-                           eos_token_id=2, decoder_start_token_id=3, suppress_tokens=[], begin_suppress_tokens=[],
-                           dropout=0.3, encoder_layerdrop=0.5)
-    path = tmp_path_factory.mktemp("whisper")
-    WhisperModel(config).save_pretrained(path)
-    WhisperFeatureExtractor(feature_size=80).save_pretrained(path)
-    return path
-
-
 def _audio(seconds, seed):
     g = torch.Generator().manual_seed(seed)
     return 0.1 * torch.randn(round(seconds * SR), generator=g)
@@ -42,8 +28,8 @@ def _batch(waves):
 # 0.5 s = 8000 -> 50 mel -> 25; 1 s = 16000 -> 100 -> 50; 3.3 s = 52800 -> 330 -> 165;
 # 0.33 s = 5280 -> 33 -> 17.
 @pytest.mark.parametrize("pad_to_30s", [True, False])
-def test_valid_lengths(whisper_dir, pad_to_30s):
-    encoder = WhisperEncoder.from_pretrained(str(whisper_dir), pad_to_30s=pad_to_30s)
+def test_valid_lengths(tiny_whisper_dir, pad_to_30s):
+    encoder = WhisperEncoder.from_pretrained(str(tiny_whisper_dir), pad_to_30s=pad_to_30s)
     audio, lengths = _batch([_audio(s, i) for i, s in enumerate([0.5, 1.0, 3.3, 0.33])])
     features, frames = encoder(audio, lengths)
     assert frames.tolist() == [25, 50, 165, 17]
@@ -51,9 +37,9 @@ def test_valid_lengths(whisper_dir, pad_to_30s):
     assert encoder.output_dim == 32 and encoder.frame_rate == 50
 
 
-def test_log_mel_matches_feature_extractor(whisper_dir):
-    encoder = WhisperEncoder.from_pretrained(str(whisper_dir))
-    extractor = WhisperFeatureExtractor.from_pretrained(whisper_dir)
+def test_log_mel_matches_feature_extractor(tiny_whisper_dir):
+    encoder = WhisperEncoder.from_pretrained(str(tiny_whisper_dir))
+    extractor = WhisperFeatureExtractor.from_pretrained(tiny_whisper_dir)
     waves = [_audio(1.3, 1), _audio(0.7, 2)]
     audio, _ = _batch(waves)
     audio = nn.functional.pad(audio, (0, 30 * SR - audio.shape[1]))
@@ -61,30 +47,30 @@ def test_log_mel_matches_feature_extractor(whisper_dir):
     np.testing.assert_allclose(encoder.log_mel(audio).numpy(), expected, atol=1e-4)
 
 
-def _hf_encoder(whisper_dir):
-    return WhisperModel.from_pretrained(whisper_dir).encoder.eval()
+def _hf_encoder(tiny_whisper_dir):
+    return WhisperModel.from_pretrained(tiny_whisper_dir).encoder.eval()
 
 
-def test_pad_to_30s_equals_transformers_on_padded_mel(whisper_dir):
-    encoder = WhisperEncoder.from_pretrained(str(whisper_dir), pad_to_30s=True)
-    extractor = WhisperFeatureExtractor.from_pretrained(whisper_dir)
+def test_pad_to_30s_equals_transformers_on_padded_mel(tiny_whisper_dir):
+    encoder = WhisperEncoder.from_pretrained(str(tiny_whisper_dir), pad_to_30s=True)
+    extractor = WhisperFeatureExtractor.from_pretrained(tiny_whisper_dir)
     waves = [_audio(0.5, 3), _audio(3.3, 4)]
     features, frames = encoder(*_batch(waves))
     mel = extractor([w.numpy() for w in waves], sampling_rate=SR, return_tensors="pt").input_features
     with torch.no_grad():
-        reference = _hf_encoder(whisper_dir)(mel).last_hidden_state
+        reference = _hf_encoder(tiny_whisper_dir)(mel).last_hidden_state
     for i, n in enumerate(frames.tolist()):
         torch.testing.assert_close(features[i, :n], reference[i, :n], atol=1e-4, rtol=1e-4)
 
 
-def test_unpadded_sample_equals_transformers_with_cut_position_table(whisper_dir):
-    encoder = WhisperEncoder.from_pretrained(str(whisper_dir), pad_to_30s=False)
+def test_unpadded_sample_equals_transformers_with_cut_position_table(tiny_whisper_dir):
+    encoder = WhisperEncoder.from_pretrained(str(tiny_whisper_dir), pad_to_30s=False)
     wave = _audio(1.0, 5)  # 100 mel frames -> 50 encoder frames
     features, frames = encoder(wave[None], torch.tensor([len(wave)]))
-    extractor = WhisperFeatureExtractor.from_pretrained(whisper_dir)
+    extractor = WhisperFeatureExtractor.from_pretrained(tiny_whisper_dir)
     mel = extractor(wave.numpy(), sampling_rate=SR, padding="longest", return_tensors="pt").input_features
     assert mel.shape[-1] == 100
-    reference = _hf_encoder(whisper_dir)
+    reference = _hf_encoder(tiny_whisper_dir)
     reference.config.max_source_positions = 50  # HF checks the mel length against this
     reference.embed_positions = nn.Embedding.from_pretrained(reference.embed_positions.weight[:50].clone())
     with torch.no_grad():
@@ -93,13 +79,13 @@ def test_unpadded_sample_equals_transformers_with_cut_position_table(whisper_dir
     torch.testing.assert_close(features, expected, atol=1e-4, rtol=1e-4)
 
 
-def test_short_mode_masks_padding_in_ragged_batch(whisper_dir):
+def test_short_mode_masks_padding_in_ragged_batch(tiny_whisper_dir):
     """The short sample's valid frames do not depend on how many padded frames follow it.
 
     Its audio is the same in both batches (zeros after it), so only the number of padded keys
     differs: with the padding masked the outputs match; attending to it they do not.
     """
-    encoder = WhisperEncoder.from_pretrained(str(whisper_dir), pad_to_30s=False)
+    encoder = WhisperEncoder.from_pretrained(str(tiny_whisper_dir), pad_to_30s=False)
     short = _audio(0.5, 6)
     in_pair, frames = encoder(*_batch([short, _audio(2.0, 7)]))
     in_longer_pair, _ = encoder(*_batch([short, _audio(3.0, 8)]))
@@ -108,13 +94,26 @@ def test_short_mode_masks_padding_in_ragged_batch(whisper_dir):
 
     pair, longer_pair = _batch([short, _audio(2.0, 7)])[0], _batch([short, _audio(3.0, 8)])[0]
     with torch.no_grad():
-        attended = encoder._encode(encoder.log_mel(pair), None)[0, :25]
-        attended_longer = encoder._encode(encoder.log_mel(longer_pair), None)[0, :25]
+        attended = encoder._encode(encoder.log_mel(pair), None, None)[0, :25]
+        attended_longer = encoder._encode(encoder.log_mel(longer_pair), None, None)[0, :25]
     assert (attended - attended_longer).abs().max() > 1e-3
 
 
-def test_too_long_and_too_short_audio_are_refused(whisper_dir):
-    encoder = WhisperEncoder.from_pretrained(str(whisper_dir), pad_to_30s=False)
+@pytest.mark.parametrize("seconds", [0.5, 0.73, 1.01])
+def test_short_mode_sample_in_a_batch_equals_the_sample_alone(tiny_whisper_dir, seconds):
+    """Alone, a sample's log-mel and convolutions end at its last sample; in a batch, zeros
+    follow it. Every valid frame, the last ones included, must not see the difference."""
+    encoder = WhisperEncoder.from_pretrained(str(tiny_whisper_dir), pad_to_30s=False)
+    wave = _audio(seconds, 12)
+    alone, frames = encoder(wave[None], torch.tensor([len(wave)]))
+    batched, _ = encoder(*_batch([wave, _audio(2.0, 13)]))
+    n = int(frames[0])
+    assert alone.shape[1] == n
+    torch.testing.assert_close(batched[0, :n], alone[0], atol=2e-5, rtol=1e-5)
+
+
+def test_too_long_and_too_short_audio_are_refused(tiny_whisper_dir):
+    encoder = WhisperEncoder.from_pretrained(str(tiny_whisper_dir), pad_to_30s=False)
     with pytest.raises(ValueError, match="at most 30 s"):
         encoder(torch.zeros(1, 30 * SR + 160), torch.tensor([30 * SR + 160]))
     with pytest.raises(ValueError, match="at least 160 samples"):
@@ -122,8 +121,8 @@ def test_too_long_and_too_short_audio_are_refused(whisper_dir):
 
 
 @pytest.mark.parametrize("pad_to_30s", [True, False])
-def test_frozen_no_gradients_no_dropout(whisper_dir, pad_to_30s):
-    encoder = WhisperEncoder.from_pretrained(str(whisper_dir), pad_to_30s=pad_to_30s).train()
+def test_frozen_no_gradients_no_dropout(tiny_whisper_dir, pad_to_30s):
+    encoder = WhisperEncoder.from_pretrained(str(tiny_whisper_dir), pad_to_30s=pad_to_30s).train()
     assert not encoder.training and not encoder.encoder.training
     audio, lengths = _batch([_audio(0.5, 8), _audio(0.8, 9)])
     first, _ = encoder(audio, lengths)
@@ -143,9 +142,9 @@ def test_random_init_trainable_gets_gradients():
     assert encoder.encoder.conv1.weight.grad is not None
 
 
-def test_transformers_encoder_ignores_attention_mask(whisper_dir):
+def test_transformers_encoder_ignores_attention_mask(tiny_whisper_dir):
     """Why the masked layers are run here: HF's encoder gives the same output with or without a mask."""
-    hf = _hf_encoder(whisper_dir)
+    hf = _hf_encoder(tiny_whisper_dir)
     mel = torch.randn(1, 80, 3000, generator=torch.Generator().manual_seed(11))
     mask = torch.zeros(1, 3000, dtype=torch.long)
     mask[:, :100] = 1

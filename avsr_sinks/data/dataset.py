@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .feature_cache import FeatureCache
 from .limits import SampleLimits
 from .manifest import LabelRow, read_label_csv
 from .media import SAMPLES_PER_FRAME, read_audio, read_video_gray
@@ -51,13 +53,23 @@ class AVSRDataset(torch.utils.data.Dataset):
     not read). ``augment`` (train only) enables random crop, time masks and the optional flip;
     ``noise`` adds noise at an SNR, seeded per utterance so evaluation is repeatable;
     ``train_noise`` (train split only) adds noise at a random SNR, new at every epoch.
+    ``feature_caches`` (modality -> :class:`FeatureCache`): those modalities come as the cached
+    encoder features ``<modality>_features`` [T, D] instead of media (the caller checks that
+    they are unaugmented and noise-free); an utterance missing from the cache is a bad sample.
+
+    The random draws of training (augmentation, training noise) come from torch's global
+    generator for an integer key, and for an ``(epoch, index)`` key (what a training
+    ``FrameBudgetBatchSampler(epoch_in_keys=True)`` yields) from a generator seeded by
+    (seed, epoch, index): the same in every process and after a resume, whatever the DataLoader
+    workers drew before.
     """
 
     def __init__(self, root: str | Path, label_csv: str | Path, modalities=MODALITIES, split: str = "train",
                  max_frames: int | None = None, max_transcript_chars: int | None = None,
                  noise: NoiseConfig | float | None = None, strict: bool = False, seed: int = 0,
                  augment: bool | AugmentConfig = True, max_av_mismatch_frames: int = 2,
-                 train_noise: TrainNoiseConfig | None = None, limits: SampleLimits = SampleLimits(),
+                 train_noise: TrainNoiseConfig | None = None,
+                 feature_caches: Mapping[str, FeatureCache] | None = None, limits: SampleLimits = SampleLimits(),
                  max_bad_fraction: float | None = None) -> None:
         modalities = tuple(modalities)
         if not modalities or any(m not in MODALITIES for m in modalities):
@@ -72,6 +84,9 @@ class AVSRDataset(torch.utils.data.Dataset):
         self.noise, self.strict, self.seed = noise, strict, seed
         self.train_noise = train_noise if split == "train" else None
         self.max_av_mismatch_frames = max_av_mismatch_frames
+        self.feature_caches = dict(feature_caches or {})
+        if set(self.feature_caches) - set(modalities):
+            raise ValueError(f"feature caches for {sorted(self.feature_caches)} but the dataset reads {modalities}")
         if augment is True:
             augment = AugmentConfig()
         self.augment = augment if (augment and split == "train") else None
@@ -104,43 +119,53 @@ class AVSRDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def load(self, index: int) -> dict:
-        """The sample at ``index``; raises :class:`BadSampleError` (with the path) if it is bad."""
+    def load(self, index: int, generator: torch.Generator | None = None) -> dict:
+        """The sample at ``index``; raises :class:`BadSampleError` (with the path) if it is bad.
+        ``generator`` draws the augmentation and training noise (None: torch's global one)."""
         row = self.rows[index]
         sample = {"id": row.utterance_id, "text": row.transcript}
         n_frames = row.n_frames
-        if "video" in self.modalities:
+        for modality, cache in self.feature_caches.items():
+            if row.utterance_id not in cache:
+                raise BadSampleError("missing", row.media_path(self.root, ".mp4" if modality == "video" else ".wav"),
+                                     f"not in the feature cache {cache.folder} (it was bad when the cache was built)")
+            sample[f"{modality}_features"] = cache.features(row.utterance_id)
+        if "video" in self.modalities and "video" not in self.feature_caches:
             mp4_path = row.media_path(self.root, ".mp4")
             frames = read_media(read_video_gray, mp4_path)
             n_frames = frames.shape[0]
             try:
-                sample["video"] = video_transform(torch.from_numpy(frames), self.augment)
+                sample["video"] = video_transform(torch.from_numpy(frames), self.augment, generator)
             except ValueError as error:
                 raise BadSampleError("unreadable", mp4_path, str(error)) from error
-        if "audio" in self.modalities:
+        if "audio" in self.modalities and "audio" not in self.feature_caches:
             wav_path = row.media_path(self.root, ".wav")
             waveform = read_media(read_audio, wav_path)
             if n_frames == 0:
                 raise BadSampleError("empty", wav_path, "the label CSV gives 0 frames")
-            if "video" in self.modalities:
+            if "video" in self.modalities and "video" not in self.feature_caches:
                 check_av_match(wav_path, waveform.shape[0], n_frames, self.max_av_mismatch_frames)
             if self.noise is not None:
                 waveform = add_noise(waveform, self.noise, utterance_rng(self.seed, row.utterance_id))
             if self.train_noise is not None:
-                # From torch's generator, which Lightning seeds and each DataLoader worker re-seeds.
-                rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+                rng = np.random.default_rng(int(torch.randint(0, 2**62, (), generator=generator)))
                 drawn = self.train_noise.draw(rng)
                 if drawn is not None:
                     waveform = add_noise(waveform, drawn, rng)
             audio = fit_audio(torch.from_numpy(np.ascontiguousarray(waveform)), n_frames, SAMPLES_PER_FRAME)
             if self.augment is not None:
-                audio = time_mask_(audio, self.augment.audio_mask_window, self.augment.audio_mask_stride)
+                audio = time_mask_(audio, self.augment.audio_mask_window, self.augment.audio_mask_stride, generator)
             sample["audio"] = audio
         return sample
 
-    def __getitem__(self, index: int) -> dict | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
+        """The sample at index ``key`` or, for ``key = (epoch, index)``, with that epoch's draws."""
+        index, generator = key, None
+        if isinstance(key, tuple):
+            epoch, index = key
+            generator = sample_generator(self.seed, epoch, index)
         try:
-            return self.load(index)
+            return self.load(index, generator)
         except BadSampleError as error:
             if self.strict:
                 raise
@@ -179,6 +204,12 @@ class AVSRDataset(torch.utils.data.Dataset):
         return (f"{self.n_skipped(world_size)} of {total} {self.split} samples are bad, more than "
                 f"data.max_bad_fraction={self.max_bad_fraction:g} of them: a broken corpus, not a few bad files "
                 f"(scripts/validate_data.py lists every problem):{listed}{more}")
+
+
+def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """A torch generator for one sample's draws in one epoch, seeded from (seed, epoch, index)."""
+    state = np.random.SeedSequence((seed, epoch, index)).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state >> np.uint64(1)))
 
 
 def read_media(reader, path: Path) -> np.ndarray:

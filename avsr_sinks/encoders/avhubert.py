@@ -222,10 +222,10 @@ class AVHubertEncoder(FrozenEncoder):
         self.freeze_unless_trainable()
 
     def freeze_unless_trainable(self) -> None:
+        """As FrozenEncoder's, and the front-end of the modality this encoder never reads is frozen
+        even when the rest trains: no loss reaches it, so it would never learn, DDP would stop at
+        its second step waiting for its gradient, and every checkpoint would carry it."""
         super().freeze_unless_trainable()
-        # The extractor of the modality this encoder never reads takes no part in the loss, so it
-        # must not train: under DDP a trainable parameter without a gradient leaves its whole
-        # gradient bucket un-averaged across ranks (torch requires every one to be used).
         unread = {"video": self.feature_extractor_audio, "audio": self.feature_extractor_video}.get(self.modality)
         if unread is not None:
             unread.requires_grad_(False)
@@ -287,9 +287,9 @@ class AVHubertEncoder(FrozenEncoder):
                 samples = _lengths_or_full(audio_lengths, audio)
                 lengths = torch.tensor([-(-num_filterbank_frames(int(n)) // STACK) for n in samples])
                 frames = int(lengths.max())
-            device = self.layer_norm.weight.device
+            device, dtype = self.layer_norm.weight.device, self.layer_norm.weight.dtype  # bf16 when stored in bf16
             key_mask = torch.arange(frames, device=device) < lengths.to(device)[:, None]
-            zeros = torch.zeros(len(lengths), frames, self.config.dim, device=device)  # a missing modality
+            zeros = torch.zeros(len(lengths), frames, self.config.dim, device=device, dtype=dtype)  # a missing modality
             audio_part = video_part = zeros
             if uses_audio:
                 samples = _lengths_or_full(audio_lengths, audio)
@@ -297,9 +297,9 @@ class AVHubertEncoder(FrozenEncoder):
                     F.pad(audio_features(wave[: int(n)], int(t)), (0, 0, 0, frames - int(t)))
                     for wave, n, t in zip(audio, samples, lengths)
                 ])
-                audio_part = self.feature_extractor_audio(feats)
+                audio_part = self.feature_extractor_audio(feats.to(dtype))
             if uses_video:
-                video = video * key_mask[:, :, None, None]  # the 3D stem sees zeros past the end
+                video = video.to(dtype) * key_mask[:, :, None, None]  # the 3D stem sees zeros past the end
                 video_part = self.feature_extractor_video(video)
             x = self.post_extract_proj(self.layer_norm(torch.cat([audio_part, video_part], dim=-1)))
             x = self.encoder(self.dropout_input(x), key_mask)

@@ -6,6 +6,9 @@ Two modes:
 - ``pad_to_30s=False``: only the longest real audio of the batch is encoded; the position
   table is used for the first T rows only, and padded frames are masked out of self-attention
   (transformers' Whisper encoder ignores ``attention_mask``, so the layers are run here).
+  Each sample's features equal those of the sample encoded alone: its log-mel is computed on
+  its own samples, and the two convolutions see zeros past its end, as a lone sample's
+  convolution padding (so a feature cache built in any batches equals the live encoder).
 """
 
 from __future__ import annotations
@@ -69,9 +72,10 @@ class WhisperEncoder(FrozenEncoder):
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """[B, S] float audio -> [B, n_mels, S // hop] log-mel, as WhisperFeatureExtractor (no dither)."""
-        stft = torch.stft(audio.float(), self.n_fft, self.hop_length, window=self.window, return_complex=True)
+        # float32 throughout, also when the module was cast to bf16 (trainer.precision=bf16-true).
+        stft = torch.stft(audio.float(), self.n_fft, self.hop_length, window=self.window.float(), return_complex=True)
         power = (stft[..., :-1].abs() ** 2).contiguous()
-        log_spec = (self.mel_filters.T @ power).clamp(min=1e-10).log10()
+        log_spec = (self.mel_filters.float().T @ power).clamp(min=1e-10).log10()
         per_sample_max = log_spec.amax(dim=(1, 2), keepdim=True)
         return (torch.maximum(log_spec, per_sample_max - 8.0) + 4.0) / 4.0
 
@@ -93,18 +97,32 @@ class WhisperEncoder(FrozenEncoder):
         if int(lengths.min()) < 1:
             raise ValueError(f"every sample needs at least {self.hop_length} samples of audio "
                              f"(one encoder frame); got lengths {audio_lengths.tolist()}")
-        window = MAX_SAMPLES if self.pad_to_30s else longest
-        audio = F.pad(audio[:, :window], (0, window - min(audio.shape[1], window)))
         with self.grad_context():
-            mel = self.log_mel(audio).to(self.encoder.conv1.weight.dtype)
-            frame_mask = None if self.pad_to_30s else _frame_mask(lengths, (mel.shape[-1] + 1) // 2)
-            features = self._encode(mel, frame_mask)
+            if self.pad_to_30s:
+                audio = F.pad(audio[:, :MAX_SAMPLES], (0, MAX_SAMPLES - min(audio.shape[1], MAX_SAMPLES)))
+                features = self._encode(self.log_mel(audio).to(self.encoder.conv1.weight.dtype), None, None)
+            else:
+                mel_lengths = audio_lengths.to(audio.device) // self.hop_length
+                mel = self._log_mel_each(audio, audio_lengths).to(self.encoder.conv1.weight.dtype)
+                features = self._encode(mel, _frame_mask(lengths, (mel.shape[-1] + 1) // 2),
+                                        _frame_mask(mel_lengths, mel.shape[-1]))
         return features[:, : int(lengths.max())], lengths
 
-    def _encode(self, mel: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
-        """transformers' encoder forward, for any length <= 1500 frames and with a key padding mask."""
+    def _log_mel_each(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, longest // hop]: each sample's log-mel of its own samples, zeros after it."""
+        mels = [self.log_mel(audio[i: i + 1, : int(n)])[0] for i, n in enumerate(audio_lengths.tolist())]
+        longest = max(m.shape[-1] for m in mels)
+        return torch.stack([F.pad(m, (0, longest - m.shape[-1])) for m in mels])
+
+    def _encode(self, mel: torch.Tensor, frame_mask: torch.Tensor | None,
+                mel_mask: torch.Tensor | None) -> torch.Tensor:
+        """transformers' encoder forward, for any length <= 1500 frames and with a key padding mask.
+        ``mel_mask`` [B, n_mel_frames] (True on valid frames) zeroes the first convolution's output
+        past each sample's end, so the second one sees what a lone sample's padding gives it."""
         enc = self.encoder
         x = F.gelu(enc.conv1(mel))
+        if mel_mask is not None:
+            x = x * mel_mask[:, None, :].to(x.dtype)
         x = F.gelu(enc.conv2(x)).permute(0, 2, 1)
         x = x + enc.embed_positions.weight[: x.shape[1]]
         x = F.dropout(x, p=enc.dropout, training=enc.training)

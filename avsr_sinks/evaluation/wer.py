@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jiwer
 
@@ -45,6 +45,11 @@ class WERResult:
     insertions: int
     reference_words: int
     utterances: list[UtteranceErrors]
+    # What the utterances leave out of the split: bad samples not decoded, as (id, reason); rows
+    # that the dataset's length limits filtered out; hypotheses cut by generation.max_new_tokens.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    filtered: int = 0
+    at_token_limit: int = 0
 
     def summary(self) -> dict:
         return {
@@ -54,6 +59,9 @@ class WERResult:
             "insertions": self.insertions,
             "reference_words": self.reference_words,
             "utterances": len(self.utterances),
+            "skipped": len(self.skipped),
+            "filtered": self.filtered,
+            "at_token_limit": self.at_token_limit,
         }
 
 

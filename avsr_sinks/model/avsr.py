@@ -58,6 +58,9 @@ class LossOutput:
     ce: torch.Tensor
     decor: torch.Tensor | None
     num_tokens: int
+    # Mean L2 norm of the LLM input vectors per kind ("audio", "video" tokens from the projectors,
+    # "text" for the transcript's embeddings): a projector far off the embeddings' scale aligns slowly.
+    input_norms: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,6 +70,20 @@ class GenerationSettings:
     do_sample: bool = False
     length_penalty: float = 1.0
     extra: dict = field(default_factory=dict)
+
+
+def max_new_tokens_for(longest_transcript_tokens: int) -> int:
+    """A decoding limit that fits the data: the longest training transcript in tokens and its
+    EOS, and half as much again (8 tokens at least), so that a hypothesis longer than every
+    training transcript is still scored whole (its extra words as insertions) instead of cut."""
+    needed = longest_transcript_tokens + 1
+    return needed + max(8, needed // 2)
+
+
+@dataclass
+class Hypotheses:
+    texts: list[str]
+    at_token_limit: list[bool]  # stopped by max_new_tokens, not by an end of sentence
 
 
 class LlamaAVSR(nn.Module):
@@ -83,6 +100,7 @@ class LlamaAVSR(nn.Module):
         projector: str = "mlp",
         projector_hidden: int | None = None,
         projector_layer_norm: bool = False,
+        projector_matches_embedding_norm: bool = False,
         prompt: str | None = None,
         decorrelation: DecorrelationSettings | None = None,
     ) -> None:
@@ -117,23 +135,46 @@ class LlamaAVSR(nn.Module):
                 for m in self.modalities
             }
         )
+        if projector_matches_embedding_norm:
+            self._start_projectors_at_embedding_norm()
         self.prompt = prompt if prompt is not None else DEFAULT_PROMPTS[task]
         self.prompt_ids = tokenizer(self.prompt, add_special_tokens=False).input_ids
         self.decorrelation = decorrelation or DecorrelationSettings()
         num_layers = len(decoder_layers(llm))
         self.decor_layers = self.decorrelation.layer_indices(num_layers) if self.decorrelation.weight > 0 else []
 
+    @torch.no_grad()
+    def _start_projectors_at_embedding_norm(self) -> None:
+        """End each projector with a LayerNorm whose gain starts at the text embeddings' RMS, so that
+        its tokens start at the norm of the LLM's own inputs instead of several times it."""
+        embeddings = self.llm.get_input_embeddings().weight.float()
+        rms = float(embeddings.norm(dim=-1).mean()) / embeddings.shape[1] ** 0.5
+        for modality, projector in self.projectors.items():
+            if not isinstance(projector[-1], nn.LayerNorm):
+                projector.append(nn.LayerNorm(embeddings.shape[1]))
+            projector[-1].weight.fill_(rms)
+            projector[-1].bias.zero_()
+
     def encode(self, batch: dict) -> dict[str, ModalityTokens]:
-        """Encoder -> compressor -> projector for each modality of the task."""
+        """Encoder -> compressor -> projector for each modality of the task. A batch that holds
+        ``<modality>_features`` (a feature cache's encoder outputs) skips that encoder."""
         tokens = {}
         for modality in self.modalities:
-            if modality not in batch:
+            if f"{modality}_features" in batch:
+                weight = next(self.projectors[modality].parameters())
+                features = batch[f"{modality}_features"].to(weight.device, weight.dtype)
+                lengths = batch[f"{modality}_feature_lengths"].to(weight.device)
+            elif modality in batch:
+                features, lengths = self.encoders[modality](
+                    **{modality: batch[modality], f"{modality}_lengths": batch[f"{modality}_lengths"]}
+                )
+            else:
                 raise KeyError(f"task {self.task} needs '{modality}' in the batch; check data.modalities")
-            features, lengths = self.encoders[modality](
-                **{modality: batch[modality], f"{modality}_lengths": batch[f"{modality}_lengths"]}
-            )
             features, lengths = self.compressors[modality](features, lengths)
-            tokens[modality] = ModalityTokens(self.projectors[modality](features), lengths)
+            projector = self.projectors[modality]
+            # A frozen encoder may be stored in bf16; the projector trains in its own (float32) dtype.
+            features = features.to(next(projector.parameters()).dtype)
+            tokens[modality] = ModalityTokens(projector(features), lengths)
         return tokens
 
     def tokenize_transcripts(self, texts: list[str]) -> list[list[int]]:
@@ -157,19 +198,23 @@ class LlamaAVSR(nn.Module):
                 keys |= {f"{prefix}.{n}" if prefix else n for n in names}
         return keys & set(state)
 
-    def assemble(self, batch: dict, for_generation: bool = False) -> AssembledInputs:
-        """The LLM inputs of a batch: right-padded with labels, or left-padded prefixes."""
+    def assemble(self, batch: dict, for_generation: bool = False,
+                 tokens: dict[str, ModalityTokens] | None = None) -> AssembledInputs:
+        """The LLM inputs of a batch: right-padded with labels, or left-padded prefixes.
+        ``tokens``: the batch's :meth:`encode` output, where the caller already has it."""
         return assemble_sequences(
             self.llm.get_input_embeddings(),
             self.special,
-            self.encode(batch),
+            tokens if tokens is not None else self.encode(batch),
             self.prompt_ids,
             None if for_generation else self.tokenize_transcripts(batch["text"]),
             padding_side="left" if for_generation else "right",
         )
 
     def forward(self, batch: dict) -> LossOutput:
-        inputs = self.assemble(batch)
+        tokens = self.encode(batch)
+        inputs = self.assemble(batch, tokens=tokens)
+        norms = input_norms(tokens, inputs)
         targets = inputs.labels[:, 1:]  # next-token targets
         predicting = label_predicting_positions(targets)
         hooks = HiddenStateCollector(self.llm, self.decor_layers) if self.decor_layers else nullcontext()
@@ -179,14 +224,18 @@ class LlamaAVSR(nn.Module):
         ce = nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets[:, predicting].flatten(), ignore_index=-100)
         labelled = int((targets != -100).sum())
         if collector is None:
-            return LossOutput(ce, ce, None, labelled)
+            return LossOutput(ce, ce, None, labelled, norms)
         token_mask = inputs.prefix_mask if self.decorrelation.scope == "prefix" else None
         decor = decorrelation_loss(collector.stacked(), inputs.attention_mask, token_mask, self.decorrelation.eps)
-        return LossOutput(ce + self.decorrelation.weight * decor, ce, decor, labelled)
+        return LossOutput(ce + self.decorrelation.weight * decor, ce, decor, labelled, norms)
+
+    def generate(self, batch: dict, settings: GenerationSettings = GenerationSettings()) -> list[str]:
+        """Batched beam search (HF ``generate`` on left-padded ``inputs_embeds``): the transcripts."""
+        return self.generate_hypotheses(batch, settings).texts
 
     @torch.no_grad()
-    def generate(self, batch: dict, settings: GenerationSettings = GenerationSettings()) -> list[str]:
-        """Batched beam search (HF ``generate`` on left-padded ``inputs_embeds``)."""
+    def generate_hypotheses(self, batch: dict, settings: GenerationSettings = GenerationSettings()) -> Hypotheses:
+        """As ``generate``, and which hypotheses ``settings.max_new_tokens`` cut before their EOS."""
         inputs = self.assemble(batch, for_generation=True)
         output_ids = self.llm.generate(
             inputs_embeds=inputs.inputs_embeds,
@@ -200,7 +249,10 @@ class LlamaAVSR(nn.Module):
             bos_token_id=self.special.bos,
             **settings.extra,
         )
-        return [t.strip() for t in self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
+        texts = [t.strip() for t in self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
+        # The output holds the new tokens only, padded after the EOS of the hypotheses that ended.
+        at_limit = output_ids.shape[1] >= settings.max_new_tokens
+        return Hypotheses(texts, [at_limit and not bool((row == self.special.eos).any()) for row in output_ids])
 
 
 def label_predicting_positions(targets: torch.Tensor) -> torch.Tensor:
@@ -208,3 +260,16 @@ def label_predicting_positions(targets: torch.Tensor) -> torch.Tensor:
     ones the loss sends through the vocabulary projection (the audio/video prefix would otherwise
     be most of the lm_head's time and of the logits' memory, 128k columns a position for Llama 3)."""
     return (targets != -100).any(0).nonzero().squeeze(1)
+
+
+@torch.no_grad()
+def input_norms(tokens: dict[str, ModalityTokens], inputs: AssembledInputs) -> dict[str, torch.Tensor]:
+    """Mean L2 norm of each modality's valid projected tokens, and of the transcript embeddings."""
+    norms = {}
+    for modality, part in tokens.items():
+        valid = torch.arange(part.features.shape[1], device=part.lengths.device)[None, :] < part.lengths[:, None]
+        norms[modality] = part.features[valid].float().norm(dim=-1).mean()
+    transcript = inputs.labels != -100
+    if transcript.any():
+        norms["text"] = inputs.inputs_embeds[transcript].float().norm(dim=-1).mean()
+    return norms

@@ -70,9 +70,16 @@ def load_llm(
     lora: LoraSettings | None = LoraSettings(),
     dtype: torch.dtype = torch.float32,
     attn_implementation: str = "sdpa",
+    activation_checkpointing: bool = False,
 ):
     """Load a causal LM and tokenizer from a local directory (or hub name), add the special
     tokens, freeze the base, and wrap it with LoRA (``lora=None`` keeps it frozen, no adapter).
+
+    ``activation_checkpointing`` recomputes each decoder layer in the backward pass instead of
+    keeping its activations (transformers' own, non-reentrant: it replays the same dropout masks).
+    transformers checkpoints the layers' ``forward``, not ``__call__``, so forward hooks on a
+    decoder layer (the decorrelation loss's) see its output once; hooks on modules inside a layer
+    run again in the replay, which is what the gated-attention pre-hook needs.
 
     Returns ``(model, tokenizer, SpecialTokenIds)``.
     """
@@ -88,6 +95,8 @@ def load_llm(
     model.config.pad_token_id = special.pad
     model.generation_config.pad_token_id = special.pad
     model.requires_grad_(False)
+    if activation_checkpointing:
+        model.activation_checkpointing_enable({"use_reentrant": False})
     if lora is None:
         return model, tokenizer, special
     config = LoraConfig(

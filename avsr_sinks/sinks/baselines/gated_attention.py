@@ -34,8 +34,9 @@ class AttentionGate(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # float32 so the gate stays exactly 1 at init and small updates register under bf16.
-        return 2 * torch.sigmoid(self.proj(x.float()))
+        # In the gate's own dtype, float32 unless the whole model was cast (bf16-true): the gate
+        # stays exactly 1 at init and small updates register beside a bf16 base.
+        return 2 * torch.sigmoid(self.proj(x.to(self.proj.weight.dtype)).float())
 
 
 def gated_attention(
