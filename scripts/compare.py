@@ -6,13 +6,13 @@ python scripts/compare.py runs.base=<ckpt> runs.decor=<ckpt> act.heads_file=<act
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from avsr_sinks.training.cli import entry_point  # noqa: E402
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="compare")
+@entry_point("compare")
 def main(cfg: DictConfig) -> None:
     from avsr_sinks.training.compare import compare_methods, markdown_table
 

@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from avsr_sinks.training.cli import entry_point  # noqa: E402
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="eval")
+@entry_point("eval")
 def main(cfg: DictConfig) -> None:
     from avsr_sinks.training.evaluate import evaluate_checkpoint
 

@@ -7,13 +7,13 @@ python scripts/eval.py ckpt=... act.heads_file=outputs/act_search/<run>/act_head
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from avsr_sinks.training.cli import entry_point  # noqa: E402
 
 
-@hydra.main(version_base="1.3", config_path="../configs", config_name="search_act_heads")
+@entry_point("search_act_heads")
 def main(cfg: DictConfig) -> None:
     from avsr_sinks.training.act_search import search_act_heads
 

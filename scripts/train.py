@@ -9,33 +9,30 @@ import json
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from avsr_sinks.training.cli_overrides import expand_resume, normalize_overrides  # noqa: E402
+from avsr_sinks.training.cli import entry_point  # noqa: E402
+from avsr_sinks.training.cli_overrides import expand_resume  # noqa: E402
 
-sys.argv = [sys.argv[0]] + normalize_overrides(expand_resume(sys.argv[1:]))
 
-
-@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+@entry_point("train", expand=expand_resume)  # checks the command line and the config before anything loads
 def main(cfg: DictConfig) -> None:
-    from avsr_sinks.training.config_validation import ConfigError, validate_config
+    from avsr_sinks.data import TooManyBadSamplesError
+    from avsr_sinks.training.pipeline import train
 
     config = OmegaConf.to_container(cfg, resolve=True)
     try:
-        validate_config(config)  # before the heavy imports and any weights
-    except ConfigError as err:
-        sys.exit(f"config error: {err}")
-    from avsr_sinks.training.pipeline import train
-
-    result = train(config)
+        result = train(config)
+    except TooManyBadSamplesError as err:
+        sys.exit(f"data error: {err}")
     if "last_checkpoint" in result:
         print("\n" + json.dumps(result, indent=2, default=str))
         if "test_wer" in result:
             test = result["test_summary"]
             print(f"\nTest WER: {100 * result['test_wer']:.2f}% over {test['utterances']} utterances "
                   f"({test['skipped']} skipped, {test['filtered']} filtered out)  ({result['minutes']:.1f} min)")
+        print("Time: " + ", ".join(f"{part} {seconds:.0f} s" for part, seconds in result["seconds"].items()))
         print(f"Checkpoint: {result['last_checkpoint']}\nLogs: {result['output_dir']}")
 
 

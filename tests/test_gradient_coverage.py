@@ -95,5 +95,5 @@ def test_the_check_before_training_fails_naming_parameters_and_layerdrop_keys():
         check_gradient_coverage(module, datamodule, processes=1)
     model.encoders["video"].unused.requires_grad_(False)
     check_gradient_coverage(module, datamodule, processes=1)  # in one process a dropped layer only trains less often
-    with pytest.raises(ConfigError, match=r"encoders\.video\.block .*2 processes: set model\.video_encoder\.config\.layerdrop=0"):
+    with pytest.raises(ConfigError, match=r"encoders\.video\.block .*2 processes; set model\.video_encoder\.config\.layerdrop=0"):
         check_gradient_coverage(module, datamodule, processes=2)

@@ -47,21 +47,24 @@ def test_gradients_reach_only_lora_projectors_and_new_embedding_rows(tiny_llm):
 
 
 def test_batched_beam_search_equals_one_by_one_and_is_deterministic(tiny_llm):
+    from conftest import WORDS
+
     llm, tok, special = tiny_llm
     torch.manual_seed(1)
     model = LlamaAVSR(llm, tok, special, "asr", [2], audio_encoder=_frozen_encoder()).eval()
-    # Make the untrained model emit words: bias the output towards the vocabulary's words.
-    settings = GenerationSettings(num_beams=3, max_new_tokens=6)
+    # Make the untrained model emit words: every token that is not a vocabulary word (specials,
+    # the added modality tokens, EOS) is suppressed, and at least 3 tokens are generated, so the
+    # comparison is between real hypotheses, not between empty strings.
+    word_ids = set(tok.convert_tokens_to_ids(WORDS))
+    settings = GenerationSettings(num_beams=3, max_new_tokens=5, extra={
+        "suppress_tokens": [i for i in range(len(tok)) if i not in word_ids], "min_new_tokens": 3})
     batch = dict(BATCH)
     together = model.generate(batch, settings)
     alone = [model.generate({"audio": batch["audio"][i:i + 1, : int(batch["audio_lengths"][i])],
                              "audio_lengths": batch["audio_lengths"][i:i + 1]}, settings)[0] for i in range(2)]
+    assert all(3 <= len(h.split()) <= 5 and set(h.split()) <= set(WORDS) for h in together), together
     assert together == alone
     assert model.generate(batch, settings) == together
-    inputs = model.assemble(batch, for_generation=True)
-    ids = model.llm.generate(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask, num_beams=3,
-                             max_new_tokens=6, do_sample=False, eos_token_id=special.eos, pad_token_id=special.pad)
-    assert ids.shape[0] == 2 and ids.shape[1] <= 6
 
 
 def test_compressors_by_hand():
@@ -154,3 +157,14 @@ def test_cross_entropy_equals_a_token_by_token_sum_over_full_logits(tiny_llm):
     # every transcript word and EOS of both samples is a labelled token
     assert len(terms) == sum(len(tok(text, add_special_tokens=False).input_ids) + 1 for text in BATCH["text"])
     torch.testing.assert_close(ce.double(), torch.stack(terms).mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_kinds_the_config_check_offers_are_the_ones_that_build():
+    from avsr_sinks.model.compressor import build_compressor
+    from avsr_sinks.model.projector import build_projector
+    from avsr_sinks.model.tasks import COMPRESSOR_KINDS, PROJECTOR_KINDS
+
+    assert [type(build_projector(kind, 4, 8)[-1]).__name__ for kind in PROJECTOR_KINDS] == ["Linear", "Linear"]
+    assert [build_compressor(kind, 2).output_dim(4) for kind in COMPRESSOR_KINDS] == [4, 8]  # avg-pool, stack
+    with pytest.raises(ValueError, match="model.projector.kind"):
+        build_projector("qformer", 4, 8)

@@ -106,3 +106,35 @@ def test_projector_matching_the_embedding_norm_starts_at_the_text_embeddings_nor
     plain = _model(tiny_llm, "asr", [4])
     with torch.no_grad():
         assert not torch.allclose(plain.encode(batch)["audio"].features[0, :3].norm(dim=-1), norms, rtol=0.05)
+
+
+def test_sample_limits_match_the_real_encoders_and_the_assembled_sequence(tiny_llm):
+    """What the dataset checks on a CSV row before reading it (sample_limits: a compression window,
+    the sequence length) against what the real Whisper and AV-HuBERT encoders and the assembly give."""
+    from transformers import WhisperConfig
+
+    from avsr_sinks.data import LabelRow
+    from avsr_sinks.encoders import AVHubertConfig, AVHubertEncoder, WhisperEncoder
+
+    torch.manual_seed(0)
+    whisper = WhisperEncoder(WhisperConfig(num_mel_bins=80, d_model=16, encoder_layers=1, encoder_attention_heads=2,
+                                           encoder_ffn_dim=32, decoder_layers=1, decoder_attention_heads=2,
+                                           decoder_ffn_dim=32), pad_to_30s=False)
+    avhubert = AVHubertEncoder(AVHubertConfig(layers=1, dim=16, heads=2, ffn_dim=32, resnet_widths=(2, 2, 4, 4),
+                                              conv_pos=8, conv_pos_groups=4))
+    llm, tok, special = tiny_llm
+    model = LlamaAVSR(llm, tok, special, "avsr", [6, 3], audio_encoder=whisper, video_encoder=avhubert).eval()
+    limits = model.sample_limits()
+    for frames in (limits.min_frames - 1, limits.min_frames):  # one frame short of the window, then enough
+        with torch.no_grad():
+            audio = whisper(torch.randn(1, 640 * frames), torch.tensor([640 * frames]))[1]
+            video = avhubert(video=torch.randn(1, frames, 88, 88), video_lengths=torch.tensor([frames]))[1]
+        full_windows = int(audio) >= 6 and int(video) >= 3  # encoder frames for one window of each modality
+        assert full_windows == (frames == limits.min_frames), (frames, int(audio), int(video))
+    frames, text = 7, "one two three"
+    batch = {"audio": torch.randn(1, 640 * frames), "audio_lengths": torch.tensor([640 * frames]),
+             "video": torch.randn(1, frames, 88, 88), "video_lengths": torch.tensor([frames]), "text": [text], "ids": ["x"]}
+    with torch.no_grad():
+        positions = int(model.assemble(batch).attention_mask.sum())
+    assert limits.sequence_length(LabelRow("d", "x", frames, "", text)) == positions
+    assert limits.max_positions == llm.config.max_position_embeddings

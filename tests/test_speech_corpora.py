@@ -239,12 +239,13 @@ def test_librivox_datamodule_refuses_to_train_but_tests(tmp_path):
 
 
 def test_data_configs_validate_and_audio_only_corpora_need_task_asr(tmp_path):
+    validate_config(_compose("train", ["task=asr", "compression=4", "data=espeak", f"data.cache_dir={tmp_path}"]))
+    with pytest.raises(ConfigError, match="has no train split, only test"):  # LibriVox: evaluation only
+        validate_config(_compose("train", ["task=asr", "compression=4", "data=librivox", f"data.cache_dir={tmp_path}"]))
     for name in ("espeak", "librivox"):
-        cfg = _compose("train", ["task=asr", "compression=4", f"data={name}", f"data.cache_dir={tmp_path}"])
-        validate_config(cfg)
-        with pytest.raises(ConfigError, match=f"data={name} has audio only"):
+        with pytest.raises(ConfigError, match=f"data={name}: has audio only"):
             validate_config(_compose("train", ["task=avsr", f"data={name}"]))
-    with pytest.raises(ConfigError, match=r"data\.espeak: EspeakCorpusConfig\.n_train"):
+    with pytest.raises(ConfigError, match=r"data\.espeak=\{n_train: -1\}: n_train must be >= 0"):
         validate_config(_compose("train", ["task=asr", "compression=4", "data=espeak", "data.espeak.n_train=-1"]))
 
 

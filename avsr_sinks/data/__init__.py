@@ -1,11 +1,32 @@
-"""Data: label CSVs, media reading, transforms, noise, datasets and frame-budget batching."""
+"""Data: label CSVs, media reading, transforms, noise, datasets and frame-budget batching.
 
-from .batching import FrameBudgetBatchSampler
-from .collate import collate_samples
-from .dataset import AVSRDataset, BadSampleError
-from .manifest import LabelRow, read_label_csv, write_label_csv
-from .noise import NoiseConfig, TrainNoiseConfig, add_noise
-from .transforms import AugmentConfig
+The names below load on first use (PEP 562): the config check imports the corpus config
+dataclasses of ``synthetic``, ``espeak_corpus`` and ``noise``, and must not pay for torch (several
+seconds) before it can tell a user about a typo.
+"""
 
-__all__ = ["AVSRDataset", "AugmentConfig", "BadSampleError", "FrameBudgetBatchSampler", "LabelRow", "NoiseConfig",
-           "TrainNoiseConfig", "add_noise", "collate_samples", "read_label_csv", "write_label_csv"]
+from importlib import import_module
+
+_MODULES = {
+    "FrameBudgetBatchSampler": "batching",
+    "collate_samples": "collate",
+    "AVSRDataset": "dataset",
+    "BadSampleError": "dataset",
+    "TooManyBadSamplesError": "dataset",
+    "SampleLimits": "limits",
+    "LabelRow": "manifest",
+    "read_label_csv": "manifest",
+    "write_label_csv": "manifest",
+    "NoiseConfig": "noise",
+    "TrainNoiseConfig": "noise",
+    "add_noise": "noise",
+    "AugmentConfig": "transforms",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str):
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_MODULES[name]}", __name__), name)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .feature_cache import FeatureCache
+from .limits import SampleLimits
 from .manifest import LabelRow, read_label_csv
 from .media import SAMPLES_PER_FRAME, read_audio, read_video_gray
 from .noise import NoiseConfig, TrainNoiseConfig, add_noise, utterance_rng
@@ -24,21 +25,30 @@ PROBLEMS.append(("mismatched", ".wav"))
 
 
 class BadSampleError(RuntimeError):
-    """A sample whose media are ``kind`` = missing, unreadable, empty or mismatched."""
+    """A sample whose media are ``kind`` = missing, unreadable, empty or mismatched, or whose label
+    row the model cannot take (a kind of ``LABEL_PROBLEM_KINDS``)."""
 
     def __init__(self, kind: str, path: Path, detail: str = "") -> None:
         super().__init__(f"{path}: {kind}" + (f" ({detail})" if detail else ""))
         self.kind, self.path, self.detail = kind, path, detail
 
 
+class TooManyBadSamplesError(RuntimeError):
+    """More of a split's samples are bad than ``max_bad_fraction`` allows: a broken corpus."""
+
+
 class AVSRDataset(torch.utils.data.Dataset):
     """Samples ``{"id", "text", "audio" [S], "video" [T, 88, 88]}`` with the requested modalities.
 
     Rows longer than ``max_frames`` frames or ``max_transcript_chars`` characters are filtered
-    out at construction, as Llama-AVSR's label files. A bad sample makes ``__getitem__`` warn and
-    return None (``collate_samples`` drops it) and is listed by ``skipped`` as (id, reason) in
-    every process, DataLoader workers included (one shared byte per sample records it);
-    ``strict=True`` raises instead.
+    out at construction, as Llama-AVSR's label files. Rows the model cannot take (``limits``: an
+    empty transcript, fewer frames than a compression window, a sequence beyond the LLM) are left
+    out at construction too, with a warning. A sample whose media are bad makes ``__getitem__``
+    warn and return None (``collate_samples`` drops it). Both are listed by ``skipped`` as (id,
+    reason) in every process, DataLoader workers included (one shared byte per sample records
+    media problems); ``strict=True`` raises on the first instead. When more than
+    ``max_bad_fraction`` of the rows are bad, construction (or ``check_bad_share``, which the
+    training loop calls) raises :class:`TooManyBadSamplesError` with the list.
     Audio is cut/padded to 640 samples per video frame (the CSV's frame count when video is
     not read). ``augment`` (train only) enables random crop, time masks and the optional flip;
     ``noise`` adds noise at an SNR, seeded per utterance so evaluation is repeatable;
@@ -59,7 +69,8 @@ class AVSRDataset(torch.utils.data.Dataset):
                  noise: NoiseConfig | float | None = None, strict: bool = False, seed: int = 0,
                  augment: bool | AugmentConfig = True, max_av_mismatch_frames: int = 2,
                  train_noise: TrainNoiseConfig | None = None,
-                 feature_caches: Mapping[str, FeatureCache] | None = None) -> None:
+                 feature_caches: Mapping[str, FeatureCache] | None = None, limits: SampleLimits = SampleLimits(),
+                 max_bad_fraction: float | None = None) -> None:
         modalities = tuple(modalities)
         if not modalities or any(m not in MODALITIES for m in modalities):
             raise ValueError(f"modalities {modalities} must be a non-empty subset of {MODALITIES}")
@@ -80,15 +91,30 @@ class AVSRDataset(torch.utils.data.Dataset):
             augment = AugmentConfig()
         self.augment = augment if (augment and split == "train") else None
         rows = read_label_csv(label_csv, root=self.root)
-        self.rows: list[LabelRow] = [
+        wanted = [
             r for r in rows
             if (max_frames is None or r.n_frames <= max_frames)
             and (max_transcript_chars is None or len(r.transcript) <= max_transcript_chars)
         ]
-        self.n_filtered = len(rows) - len(self.rows)
+        self.n_filtered = len(rows) - len(wanted)
+        self.max_bad_fraction = max_bad_fraction
+        self.rows: list[LabelRow] = []
+        self.unusable: list[tuple[str, str]] = []  # (id, reason) of the rows the model cannot take
+        for row in wanted:
+            problems = limits.problems(row)
+            if problems and strict:
+                raise BadSampleError(problems[0][0], row.media_stem(self.root), problems[0][1])
+            if problems:
+                self.unusable.append((row.utterance_id, "; ".join(f"{kind} ({detail})" for kind, detail in problems)))
+            else:
+                self.rows.append(row)
+        if self.unusable:
+            warnings.warn(f"skipping {len(self.unusable)} of {len(wanted)} {split} samples the model cannot take "
+                          f"(first: {self.unusable[0][0]}: {self.unusable[0][1]}; data.strict=true fails instead)", stacklevel=2)
         self.lengths = [r.n_frames for r in self.rows]
         # Shared memory, so that marks made in DataLoader workers are seen by the trainer.
         self._problem_codes = multiprocessing.RawArray("b", max(len(self.rows), 1))
+        self.check_bad_share()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -144,15 +170,40 @@ class AVSRDataset(torch.utils.data.Dataset):
             if self.strict:
                 raise
             self._problem_codes[index] = PROBLEMS.index((error.kind, error.path.suffix)) + 1
-            warnings.warn(f"skipping bad sample ({len(self.skipped)} so far): {error} "
+            warnings.warn(f"skipping bad sample ({self.n_skipped()} so far): {error} "
                           f"(data.strict=true fails instead)", stacklevel=2)
             return None
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
-        """Samples skipped so far, as (id, "<kind> <path>"), in dataset order."""
-        return [(row.utterance_id, f"{PROBLEMS[code - 1][0]} {row.media_path(self.root, PROBLEMS[code - 1][1])}")
-                for row, code in zip(self.rows, self._problem_codes) if code]
+        """Samples skipped so far, as (id, reason): the rows the model cannot take, then those whose
+        media were bad ("<kind> <path>", in dataset order)."""
+        return self.unusable + [
+            (row.utterance_id, f"{PROBLEMS[code - 1][0]} {row.media_path(self.root, PROBLEMS[code - 1][1])}")
+            for row, code in zip(self.rows, self._problem_codes) if code]
+
+    def n_skipped(self, world_size: int = 1) -> int:
+        """How many rows are bad. Under DDP each rank reads 1/``world_size`` of the rows and sees
+        only their media problems, so those count ``world_size`` times: the split's expected share."""
+        media = len(self.rows) - bytes(self._problem_codes)[: len(self.rows)].count(0)
+        return len(self.unusable) + world_size * media
+
+    def bad_share_exceeded(self, world_size: int = 1) -> bool:
+        total = len(self.rows) + len(self.unusable)
+        return self.max_bad_fraction is not None and self.n_skipped(world_size) > self.max_bad_fraction * total
+
+    def check_bad_share(self, world_size: int = 1) -> None:
+        """Raise :class:`TooManyBadSamplesError`, with the list, when the bad share passes ``max_bad_fraction``."""
+        if self.bad_share_exceeded(world_size):
+            raise TooManyBadSamplesError(self.bad_share_report(world_size))
+
+    def bad_share_report(self, world_size: int = 1, max_listed: int = 20) -> str:
+        skipped, total = self.skipped, len(self.rows) + len(self.unusable)
+        listed = "".join(f"\n  {sample_id}  {reason}" for sample_id, reason in skipped[:max_listed])
+        more = f"\n  ... and {len(skipped) - max_listed} more" if len(skipped) > max_listed else ""
+        return (f"{self.n_skipped(world_size)} of {total} {self.split} samples are bad, more than "
+                f"data.max_bad_fraction={self.max_bad_fraction:g} of them: a broken corpus, not a few bad files "
+                f"(scripts/validate_data.py lists every problem):{listed}{more}")
 
 
 def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:

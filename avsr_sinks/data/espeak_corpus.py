@@ -42,7 +42,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from .corpus_cache import build_once
 from .manifest import LabelRow, write_label_csv
@@ -213,6 +212,9 @@ def synthesize(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
         raise RuntimeError(f"espeak-ng -v {voice} failed (exit {result.returncode}): "
                            f"{result.stderr.decode(errors='replace').strip()}")
     waveform, rate = sf.read(io.BytesIO(result.stdout), dtype="float64")
+    # Imported here: scipy.signal takes seconds to import, and the config check imports this module.
+    from scipy.signal import resample_poly
+
     divisor = math.gcd(rate, SAMPLE_RATE)
     return resample_poly(waveform, SAMPLE_RATE // divisor, rate // divisor).astype(np.float32)
 

@@ -8,7 +8,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import lfilter
 
 from .media import SAMPLE_RATE, read_audio
 
@@ -74,6 +73,9 @@ def babble_noise(n_samples: int, rng: np.random.Generator, talkers: int = 6) -> 
     """Speech-shaped babble stand-in: several low-passed noises with syllable-rate (~4 Hz) envelopes."""
     t = np.arange(n_samples) / SAMPLE_RATE
     total = np.zeros(n_samples)
+    # Imported here: scipy.signal takes seconds to import, and the config check imports this module.
+    from scipy.signal import lfilter
+
     for _ in range(talkers):
         source = lfilter([1.0], [1.0, -0.9], rng.standard_normal(n_samples))  # 1/f-ish speech tilt
         rate, phase = rng.uniform(3.0, 5.0), rng.uniform(0, 2 * np.pi)

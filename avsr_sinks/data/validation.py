@@ -1,4 +1,5 @@
-"""Scan a corpus manifest for bad samples before training, in parallel."""
+"""Scan a corpus manifest for bad samples before training, in parallel: the media of every row, and
+the rows the model cannot take (``SampleLimits``)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .dataset import MODALITIES, BadSampleError, check_av_match, read_media
+from .limits import LABEL_PROBLEM_KINDS, SampleLimits
 from .manifest import LabelRow, read_label_csv
 from .media import read_audio, read_video_gray
 
-PROBLEM_KINDS = ("missing", "unreadable", "empty", "too_long", "mismatched")
+PROBLEM_KINDS = ("missing", "unreadable", "empty", "too_long", "mismatched", *LABEL_PROBLEM_KINDS)
 
 
 @dataclass
@@ -70,10 +72,11 @@ def check_row(row: LabelRow, root: Path, modalities: tuple[str, ...], max_frames
 
 def validate_manifest(root: str | Path, label_csv: str | Path, modalities=MODALITIES, max_frames: int | None = None,
                       max_av_mismatch_frames: int = 2, workers: int | None = None,
-                      progress: bool = True) -> ValidationReport:
+                      progress: bool = True, limits: SampleLimits = SampleLimits()) -> ValidationReport:
     """Read every sample of ``label_csv`` under ``root`` and report missing, unreadable, empty,
     too long (over ``max_frames``) and audio/video-mismatched ones, with ``workers`` processes
-    (default: all CPUs; 0 reads in this process)."""
+    (default: all CPUs; 0 reads in this process), and the rows outside ``limits`` (empty
+    transcripts always; shorter than a compression window, too long for the LLM)."""
     start = time.perf_counter()
     root = Path(root)
     rows = read_label_csv(label_csv, root=root)
@@ -88,6 +91,8 @@ def validate_manifest(root: str | Path, label_csv: str | Path, modalities=MODALI
             results = list(bar(pool.map(check, rows, chunksize=max(1, min(64, len(rows) // (4 * workers) or 1)))))
     report = ValidationReport(len(rows))
     for row, problems in zip(rows, results):
+        # The label checks here, in this process: limits may hold the run's tokenizer.
+        problems = problems + [(kind, str(row.media_stem(root)), detail) for kind, detail in limits.problems(row)]
         for kind, path, detail in problems:
             report.problems[kind].append((row.utterance_id, path, detail))
     report.seconds = time.perf_counter() - start

@@ -103,9 +103,11 @@ def evaluate_loader(model: LlamaAVSR, loader, settings: GenerationSettings, out_
     result.skipped = skipped
     result.filtered = int(getattr(loader.dataset, "n_filtered", 0))
     result.at_token_limit = sum(u[3] for u in utterances)
-    if hasattr(loader.dataset, "__len__") and len(utterances) + len(skipped) != len(loader.dataset):
+    # The dataset's rows, and those it left out as ones the model cannot take (listed in skipped).
+    rows = len(loader.dataset) + len(getattr(loader.dataset, "unusable", [])) if hasattr(loader.dataset, "__len__") else None
+    if rows is not None and len(utterances) + len(skipped) != rows:
         raise RuntimeError(f"{tag}: {len(utterances)} utterances decoded and {len(skipped)} skipped, but the split has "
-                           f"{len(loader.dataset)}: the loader's sampler does not cover the split exactly once")
+                           f"{rows}: the loader's sampler does not cover the split exactly once")
     if process_rank_and_count()[0] == 0:
         if result.at_token_limit:
             warnings.warn(f"{tag}: {result.at_token_limit} of {len(utterances)} hypotheses stopped at generation.max_new_tokens="

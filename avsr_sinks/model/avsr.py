@@ -14,6 +14,7 @@ import torch
 from peft import PeftModel
 from torch import nn
 
+from ..data.limits import SampleLimits
 from ..sinks.decorrelation import decorrelation_loss
 from ..sinks.hooks import HiddenStateCollector, decoder_layers
 from .compressor import build_compressor
@@ -21,7 +22,7 @@ from .generation import prefill_once_per_utterance
 from .llm import SpecialTokenIds
 from .projector import build_projector
 from .sequence import AssembledInputs, ModalityTokens, assemble_sequences
-from .tasks import DEFAULT_PROMPTS, TASK_MODALITIES
+from .tasks import DEFAULT_PROMPTS, TASK_MODALITIES, sample_limits
 
 
 
@@ -180,6 +181,12 @@ class LlamaAVSR(nn.Module):
 
     def tokenize_transcripts(self, texts: list[str]) -> list[list[int]]:
         return [self.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+
+    def sample_limits(self) -> SampleLimits:
+        """What a label CSV row must be for this model: a window of each modality's compression,
+        and a sequence within the LLM's positions (``max_position_embeddings``)."""
+        return sample_limits(self.compression, len(self.prompt_ids), lambda text: len(self.tokenize_transcripts([text])[0]),
+                             getattr(self.llm.config, "max_position_embeddings", None))
 
     def trained_state_keys(self) -> set[str]:
         """State-dict keys a checkpoint must keep: the trainable parameters, and the buffers

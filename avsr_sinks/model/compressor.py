@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .tasks import COMPRESSOR_KINDS
+
 
 def _windows(features: torch.Tensor, lengths: torch.Tensor, rate: int):
     """Reshape [B, T, D] into windows [B, T', rate, D] and their validity mask [B, T', rate]."""
@@ -52,7 +54,7 @@ class StackCompressor(_Compressor):
         return stacked, -(-lengths // self.rate)
 
 
-COMPRESSORS = {"avg-pool": AvgPoolCompressor, "stack": StackCompressor}
+COMPRESSORS = dict(zip(COMPRESSOR_KINDS, (AvgPoolCompressor, StackCompressor)))
 
 
 def build_compressor(kind: str, rate: int) -> nn.Module:

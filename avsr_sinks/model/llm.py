@@ -8,6 +8,7 @@ has none) get new embedding rows; peft's ``trainable_token_indices`` trains exac
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,4 +116,7 @@ def prepare_llm(model, tokenizer: PreTrainedTokenizerBase, lora: LoraSettings | 
         trainable_token_indices={"embed_tokens": special.added} if special.added else None,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config), tokenizer, special
+    with warnings.catch_warnings():
+        # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` inside get_peft_model.
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, config), tokenizer, special

@@ -1,15 +1,19 @@
-"""Run every analysis on one sample and write the numbers (JSON/CSV) and figures (PNG)."""
+"""Run every analysis on one sample and write the numbers (JSON/CSV) and figures (PNG).
+
+The figures need matplotlib (``pip install 'avsr_sinks[plots]'``); without it the numbers are
+written all the same and the figures are skipped, said once.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+from functools import cache
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import plots
 from .activations import massive_activations
 from .attention_scores import attention_sink_scores
 from .cosine import bos_cosine_similarity, pairwise_cosine
@@ -26,6 +30,19 @@ def _write_matrix_csv(path: Path, matrix: torch.Tensor, labels: list[str]) -> No
         writer.writerow(["layer", *labels])
         for layer, row in enumerate(matrix.tolist()):
             writer.writerow([layer, *row])
+
+
+@cache
+def _plots():
+    """The plotting module, or None (said once) when matplotlib is not installed."""
+    try:
+        from . import plots
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] != "matplotlib":
+            raise
+        print("sink report: figures skipped, matplotlib is not installed (pip install 'avsr_sinks[plots]')")
+        return None
+    return plots
 
 
 def sink_report(model: nn.Module, token_labels: list[list[str]], out_dir: str | Path, sample: int = 0,
@@ -67,6 +84,17 @@ def sink_report(model: nn.Module, token_labels: list[list[str]], out_dir: str | 
 
     massive = massive_activations(streams[:, sample:sample + 1], valid[None].to(streams.device), tau=tau)
     top_layer = int(massive["top_ratio"][:, 0].argmax())
+    effect = None
+    if summary["intermediate_position"] is not None:
+        appears = min(row["layer"] for row in summary["sink_positions"] if summary["intermediate_position"] in row["intermediate"])
+        effect = rotation_effect(model, max(appears - 1, 0), summary["intermediate_position"], "nearest", sample,
+                                 sinks.cpu(), attention_mask, tau, **forward_inputs)
+        (out / "rotation.json").write_text(json.dumps(effect, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+    plots = _plots()
+    if plots is None:
+        return summary
     plots.alpha_heatmap(sample_alpha.numpy(), labels, out / "alpha_heatmap.png")
     plots.activation_heatmap(sample_streams[top_layer].numpy(), labels, top_layer, out / "activations.png")
     named = {"BOS": bos}
@@ -79,12 +107,6 @@ def sink_report(model: nn.Module, token_labels: list[list[str]], out_dir: str | 
     others = [k for k, p in enumerate(keep.tolist()) if p != bos and not sinks[p]]
     plots.cosine_across_layers(cosine.numpy(), intermediate, others, out / "bos_cosine.png")
     plots.pairwise_heatmap(pairwise_cosine(sample_streams[top_layer]).numpy(), labels, top_layer, out / "pairwise_cosine.png")
-
-    if summary["intermediate_position"] is not None:
-        appears = min(row["layer"] for row in summary["sink_positions"] if summary["intermediate_position"] in row["intermediate"])
-        effect = rotation_effect(model, max(appears - 1, 0), summary["intermediate_position"], "nearest", sample,
-                                 sinks.cpu(), attention_mask, tau, **forward_inputs)
-        (out / "rotation.json").write_text(json.dumps(effect, indent=2))
+    if effect is not None:
         plots.rotation_before_after(effect, summary["intermediate_label"], out / "rotation.png")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -1,6 +1,7 @@
-"""Build LlamaAVSR from the run config (a nested dict, schema in configs/).
+"""Build LlamaAVSR from the run config (a nested dict, schema in configs/ and config_validation).
 
-Everything here reads config keys and calls the library's constructors; it knows no Hydra.
+Everything here reads config keys and calls the library's constructors; it knows no Hydra. The
+kinds and values it reads are checked by ``validate_model_config`` first.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..model.tasks import TASK_MODALITIES
 from ..model.llm import LoraSettings, load_llm
 from ..model.tiny_llm import build_tiny_llm
 
-from .config_validation import TINY_DEMO_LLM, ConfigError, _is_missing, compression_list, validate_config
+from .config_validation import TINY_DEMO_LLM, ConfigError, _is_missing, compression_list, validate_model_config
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -40,8 +41,6 @@ def frozen_dtype(name: str | None, trainer: Mapping, trainable: bool = False) ->
 
 
 def build_audio_encoder(enc: Mapping, dtype: torch.dtype = torch.float32):
-    if enc["kind"] != "whisper":
-        raise ConfigError(f"model.audio_encoder.kind={enc['kind']!r}: only 'whisper' is available")
     if not _is_missing(enc.get("path")):
         return WhisperEncoder.from_pretrained(enc["path"], pad_to_30s=enc["pad_to_30s"], trainable=enc["trainable"], dtype=dtype)
     encoder = WhisperEncoder(WhisperConfig(**dict(enc["config"])), pad_to_30s=enc["pad_to_30s"], trainable=enc["trainable"])
@@ -50,8 +49,6 @@ def build_audio_encoder(enc: Mapping, dtype: torch.dtype = torch.float32):
 
 
 def build_video_encoder(enc: Mapping, dtype: torch.dtype = torch.float32):
-    if enc["kind"] != "avhubert":
-        raise ConfigError(f"model.video_encoder.kind={enc['kind']!r}: only 'avhubert' is available")
     if not _is_missing(enc.get("checkpoint")):
         encoder = AVHubertEncoder.from_fairseq_checkpoint(enc["checkpoint"], modality="video", trainable=enc["trainable"])
     else:
@@ -79,7 +76,8 @@ def resolve_llm_path(llm: Mapping, vocabulary: list[str] | None, cache_dir: str 
     if llm["path"] != TINY_DEMO_LLM:
         return Path(str(llm["path"])).expanduser() if str(llm["path"]).startswith(("/", ".", "~")) else llm["path"]
     if not vocabulary:
-        raise ConfigError("model.llm.path=tiny-demo needs the corpus vocabulary (data.kind=synthetic)")
+        raise ConfigError("model.llm.path", TINY_DEMO_LLM, "the tiny demo LLM is built over the corpus words, and this corpus has none",
+                          "use it with data=synthetic, or pass a Hugging Face LLM folder")
     tiny = dict(llm["tiny"])
     return build_tiny_llm(Path(cache_dir) / "tiny_llm", vocabulary, **tiny)
 
@@ -94,13 +92,11 @@ def apply_training_baseline(llm, baseline: Mapping) -> None:
         apply_sink_logits(llm, init=float(baseline["sink_logit_init"]))
     elif kind == "gated_attention":
         apply_gated_attention(llm)
-    elif kind != "none":
-        raise ConfigError(f"baseline.kind={kind!r}: choose none, sink_logit or gated_attention")
 
 
 def build_model(cfg: Mapping, vocabulary: list[str] | None = None) -> LlamaAVSR:
-    """LlamaAVSR from a validated config. ``vocabulary``: the demo corpus's words."""
-    validate_config(cfg)
+    """LlamaAVSR from a run config. ``vocabulary``: the demo corpus's words."""
+    validate_model_config(cfg)
     model_cfg, task = cfg["model"], cfg["task"]["name"]
     modalities = TASK_MODALITIES[task]
     llm_cfg = model_cfg["llm"]

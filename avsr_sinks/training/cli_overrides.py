@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from .config_validation import ConfigError
+
 _COMPRESSION = re.compile(r"^(\+{0,2}compression)=([^\[\]]*,[^\[\]]*)$")
 
 
@@ -33,7 +35,7 @@ def expand_resume(argv: list[str]) -> list[str]:
     run = Path(next(arg for arg in argv if arg.startswith("resume=")).split("=", 1)[1]).expanduser()
     saved = run / ".hydra" / "overrides.yaml"
     if not saved.is_file():
-        raise FileNotFoundError(f"resume={run}: {saved} does not exist; resume= takes a folder written by scripts/train.py")
+        raise ConfigError("resume", str(run), f"{saved} does not exist", "resume= takes a run folder written by scripts/train.py")
     merged = {}
     for override in [*yaml.safe_load(saved.read_text()), f"hydra.run.dir={run}", "ckpt_path=last", *given]:
         merged.pop(_override_key(override), None)  # the later one wins, in its own position

@@ -13,6 +13,7 @@ import json
 import statistics
 import time
 from collections.abc import Mapping
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -61,8 +62,8 @@ def _measure(method: str, checkpoint: str, act: Mapping | None, cfg: Mapping, ou
     handle = apply_act_from_config(model, act)
     # The batches train.py runs first (training batch size, shuffle and augmentation of the run's seed).
     train_loader = AVSRDataModule(config["data"], resolve_corpus(config["data"]), TASK_MODALITIES[config["task"]["name"]],
-                                  seed=int(config["seed"])).train_dataloader()
-    batches = [batch for _, batch in zip(range(int(cfg["train_steps"])), train_loader)]
+                                  seed=int(config["seed"]), limits=model.sample_limits()).train_dataloader()
+    batches = list(islice((batch for batch in train_loader if batch["ids"]), int(cfg["train_steps"])))  # not all-skipped ones
     step_ms = _train_step_ms(model, batches, device, int(cfg["timing_passes"]))
     _, loader = split_loader(config, cfg["split"])
     start = time.perf_counter()

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from ..data import AVSRDataset, FrameBudgetBatchSampler, TrainNoiseConfig, collate_samples
+from ..data import AVSRDataset, FrameBudgetBatchSampler, SampleLimits, TooManyBadSamplesError, TrainNoiseConfig, collate_samples
 from ..data.batching import ResumableDataLoader
 from ..data.espeak_corpus import EspeakCorpusConfig, ensure_espeak_corpus
 from ..data.librivox import DEFAULT_SOURCE as LIBRIVOX_SOURCE
@@ -58,8 +58,10 @@ def split_csv(corpus: Mapping, data: Mapping, split: str):
 
 
 class AVSRDataModule(L.LightningDataModule):
+    """The splits of a corpus; ``limits``: what the model can take (``LlamaAVSR.sample_limits``)."""
+
     def __init__(self, data: Mapping, corpus: Mapping, modalities: tuple[str, ...], seed: int, noise=None,
-                 feature_caches: Mapping[str, Mapping] | None = None) -> None:
+                 feature_caches: Mapping[str, Mapping] | None = None, limits: SampleLimits = SampleLimits()) -> None:
         """``feature_caches``: {split: {modality: FeatureCache}} (training.feature_caches)."""
         super().__init__()
         self.feature_caches = dict(feature_caches or {})
@@ -68,6 +70,7 @@ class AVSRDataModule(L.LightningDataModule):
         self.modalities = modalities
         self.seed = seed
         self.noise = noise
+        self.limits = limits
         self.datasets: dict[str, AVSRDataset] = {}
         self._train_loader: ResumableDataLoader | None = None
         self._train_position: dict | None = None  # from a checkpoint, for the next training loader
@@ -88,6 +91,8 @@ class AVSRDataModule(L.LightningDataModule):
                 seed=self.seed,
                 augment=self.data.get("augment", True) and split == "train",
                 feature_caches=self.feature_caches.get(split),
+                limits=self.limits,
+                max_bad_fraction=self.data.get("max_bad_fraction"),
             )
         return self.datasets[split]
 
@@ -151,6 +156,17 @@ class AVSRDataModule(L.LightningDataModule):
         if not samples:
             raise ValueError(f"no training sample of {self.corpus.get('train_csv')} loads (see the warnings above)")
         return collate_samples(samples)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """After every batch, in the main process (the loaders' workers mark bad samples in shared
+        memory): stop once a split's bad share passes data.max_bad_fraction. Every rank decides
+        together, so that none is left waiting for the others."""
+        world_size = self.trainer.world_size
+        exceeded = [ds for ds in self.datasets.values() if ds.bad_share_exceeded(world_size)]
+        if self.trainer.strategy.reduce_boolean_decision(bool(exceeded), all=False):
+            raise TooManyBadSamplesError(exceeded[0].bad_share_report(world_size) if exceeded
+                                         else "another rank's share of bad samples passed data.max_bad_fraction")
+        return batch
 
     def skipped_samples(self) -> dict[str, list]:
         """Bad samples met so far, per split (reported at the end of a run)."""

@@ -85,6 +85,7 @@ class AVSRModule(L.LightningModule):
         self.val_generation_batches = val_generation_batches
         self.save_hyperparameters({"config": config or {}})
         self._eval_outputs: list[tuple[list[str], list[str], list[str]]] = []
+        self._trained_since_step = False  # a batch with samples since the last optimizer step
 
     def _log_losses(self, prefix: str, out, batch_size: int) -> None:
         on_step = prefix == "train"
@@ -97,11 +98,28 @@ class AVSRModule(L.LightningModule):
             self.log(f"{prefix}/decor", out.decor, batch_size=batch_size, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if not batch["ids"]:
+            # Every sample of this rank's batch was skipped (bad files). The other ranks train on
+            # theirs, and DDP's gradient all-reduce needs a backward from every rank (Lightning
+            # refuses a skipped step under DDP): zero times every trainable parameter adds nothing.
+            return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+        self._trained_since_step = True
         out = self.model(batch)
         self._log_losses("train", out, len(batch["text"]))
         return out.loss
 
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        """Lightning's step, unless no rank had a sample since the last one: AdamW would still move
+        the weights on zero gradients (momentum, decay). The closure (forward, backward) runs on
+        every rank either way, and the ranks decide together."""
+        loss = optimizer_closure()
+        if self.trainer.strategy.reduce_boolean_decision(self._trained_since_step, all=False):
+            optimizer.step(closure=lambda: loss)
+        self._trained_since_step = False
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if not batch["ids"]:  # every sample skipped; validation has no per-step collective to keep in step
+            return
         out = self.model(batch)
         self._log_losses("val", out, len(batch["text"]))
         # The decoding budget counts batches of the whole split, whatever the number of processes:

@@ -24,9 +24,8 @@ from transformers import PreTrainedModel
 
 from ..model.avsr import LlamaAVSR
 from ..sinks.hooks import decoder_layers
-from .config_validation import ConfigError
-
-STRATEGY_NAME = "fsdp2"
+from .config_validation import SHARDED_STRATEGY as STRATEGY_NAME
+from .config_validation import check_sharding
 
 
 def shard_model(model: LlamaAVSR, mesh) -> None:
@@ -70,14 +69,5 @@ def build_strategy(cfg: Mapping):
     strategy = trainer.get("strategy", "auto")
     if strategy != STRATEGY_NAME:
         return strategy
-    devices = trainer.get("devices", 1)
-    if not isinstance(devices, int):
-        raise ConfigError(f"trainer.strategy={STRATEGY_NAME} needs trainer.devices as a number of devices, got {devices!r}")
-    if cfg.get("run_test", True):
-        raise ConfigError(f"trainer.strategy={STRATEGY_NAME} with run_test=true: the end-of-training test decode runs "
-                          "the model outside Lightning, untested with a sharded one; set run_test=false and decode the "
-                          "checkpoint with scripts/eval.py")
-    if int((cfg.get("sink_monitor") or {}).get("every_n_steps") or 0) > 0:
-        raise ConfigError(f"sink_monitor.every_n_steps with trainer.strategy={STRATEGY_NAME}: the monitor runs the LLM "
-                          "outside the sharded forward; set it to 0 and run scripts/analyze.py on the checkpoints")
-    return TrainedStateModelParallelStrategy(world_size=devices * int(trainer.get("num_nodes", 1)))
+    check_sharding(cfg)
+    return TrainedStateModelParallelStrategy(world_size=trainer.get("devices", 1) * int(trainer.get("num_nodes", 1)))

@@ -14,7 +14,7 @@ class SinkMonitor(L.Callback):
     """Logs ``sinks/bos_alpha``, ``sinks/intermediate_alpha``, ``sinks/max_activation_ratio`` and
     ``sinks/mean_bos_cosine`` every ``every_n_steps`` optimizer steps.
 
-    The probe is the first validation batch (kept on first use), or ``probe_batch`` if given.
+    The probe is the first non-empty validation batch (kept on first use), or ``probe_batch`` if given.
     It runs off the training step, under ``torch.no_grad`` in eval mode; train mode is restored.
     Relies on ``pl_module.model.assemble(batch)`` (inputs_embeds, attention_mask, position_ids,
     token_labels) and ``pl_module.model.llm`` (the Hugging Face causal LM).
@@ -32,7 +32,7 @@ class SinkMonitor(L.Callback):
             loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
             if loader is None:
                 raise RuntimeError("SinkMonitor needs a validation dataloader or an explicit probe_batch")
-            self.probe_batch = next(iter(loader))
+            self.probe_batch = next(batch for batch in loader if batch["ids"])
         return self.probe_batch
 
     def measure(self, pl_module) -> dict:

@@ -11,7 +11,6 @@ from pathlib import Path
 import av
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from avsr_sinks.data.media import SAMPLE_RATE, VIDEO_FPS
 
@@ -57,5 +56,8 @@ def read_audio_file(path: str | Path) -> np.ndarray:
     mono = waveform.mean(axis=1)
     if rate != SAMPLE_RATE:
         g = np.gcd(int(rate), SAMPLE_RATE)
+        # Imported here: scipy.signal takes seconds to import, and prepare_data.py checks its arguments first.
+        from scipy.signal import resample_poly
+
         mono = resample_poly(mono, SAMPLE_RATE // g, int(rate) // g).astype(np.float32)
     return mono
