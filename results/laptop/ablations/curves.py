@@ -4,13 +4,15 @@
 
 Reads each run's Lightning CSV log (outputs/laptop/ablations/NAME/csv/version_*/metrics.csv),
 copies it to results/laptop/ablations/NAME/train_metrics.csv (kept in the repository), and
-writes results/laptop/ablations/curves.png and curves.md (one row per run). Runs whose log is
+writes results/laptop/ablations/curves.png and curves.md (one row per run); the WER panel also
+shows the Whisper decoder probes (results/laptop/whisper_decoder_probe*.json) for reference. Runs whose log is
 only in results/ (an earlier session's) are read from there.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -75,6 +77,12 @@ def main(names: list[str]) -> int:
                  f"{sum(recent) / len(recent):.3f}" if recent else "-",
                  f"{audio[-1][1]:.1f} / {text[-1][1]:.2f}" if audio else "-"]
         lines.append("| " + " | ".join(cells) + " |")
+    # Reference: Whisper's own decoder fine-tuned on the same frozen features (test WER, 100 utterances).
+    for probe in sorted(HERE.parent.glob("whisper_decoder_probe*.json")):
+        result = json.loads(probe.read_text())
+        steps, wers = zip(*result["test_wer_curve"][1:])
+        axes[0].plot(steps, [100 * w for w in wers], linestyle=":", marker="x",
+                     label=f"Whisper decoder probe, {result.get('n_train', 3000)} sentences (test)")
     for ax, title in zip(axes, ("validation WER %", "validation CE", "training CE (10-step mean)",
                                 "input norm: audio tokens (solid), transcript embeddings (dashed)")):
         ax.set_title(title, fontsize=10)
