@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import time
 
 import torch
 from torch.utils.data import Subset
@@ -30,6 +29,7 @@ from avsr_sinks.data import FrameBudgetBatchSampler, collate_samples
 from avsr_sinks.model.avsr import GenerationSettings
 from avsr_sinks.training.checkpoints import load_trained_model
 from avsr_sinks.training.evaluate import generation_settings, split_loader
+from paper_shapes import on_device, timed
 
 NEAR_TIE = 1e-3  # beam scores (mean log-probability) this close are decided by float rounding
 
@@ -72,13 +72,10 @@ def main(argv=None) -> int:
     chosen = list(range(min(args.utterances, len(dataset))))
     samples = [dataset[i] for i in chosen]
 
-    def on_device(batch: dict) -> dict:
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
     sampler = FrameBudgetBatchSampler([dataset.lengths[i] for i in chosen], config["data"]["eval_max_frames"],
                                       shuffle=False, num_replicas=1, rank=0)
-    layouts = {"batched": [on_device(collate_samples([samples[i] for i in batch])) for batch in sampler],
-               "batch 1": [on_device(collate_samples([sample])) for sample in samples]}
+    layouts = {"batched": [on_device(collate_samples([samples[i] for i in batch]), device) for batch in sampler],
+               "batch 1": [on_device(collate_samples([sample]), device) for sample in samples]}
     order = {name: [u for batch in batches for u in batch["ids"]] for name, batches in layouts.items()}
     sizes = [len(b["ids"]) for b in layouts["batched"]]
     print(f"{device.type}, {torch.get_num_threads()} threads; {len(samples)} test utterances, {settings.num_beams} beams, "
@@ -88,13 +85,11 @@ def main(argv=None) -> int:
     hypotheses, times = {}, {mode: [] for mode in modes}
     encoder_times = {layout: [] for layout in layouts}
 
-    def run(mode):
+    def run(mode) -> tuple[list[str], float]:
+        result = []
         with prefill_per_beam() if mode[1] == "per beam" else contextlib.nullcontext():
-            started = time.perf_counter()
-            result = decode(model, modes[mode], settings)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            return result, time.perf_counter() - started
+            seconds = timed(lambda: result.extend(decode(model, modes[mode], settings)), device)
+        return result, seconds
 
     with torch.no_grad():
         for mode in modes:  # untimed: every batch shape once (allocator, kernels)
@@ -103,10 +98,7 @@ def main(argv=None) -> int:
             for mode in modes:
                 times[mode].append(run(mode)[1])
             for layout, batches in layouts.items():
-                started = time.perf_counter()
-                for batch in batches:
-                    model.encode(batch)
-                encoder_times[layout].append(time.perf_counter() - started)
+                encoder_times[layout].append(timed(lambda batches=batches: [model.encode(b) for b in batches], device))
 
     print(f"\n| decoding | prefill | s for {len(samples)} utterances (fastest of {args.repeats}) | of which encoding | "
           "utterances/s | batched vs batch 1 |\n|---|---|---|---|---|---|")
@@ -126,7 +118,7 @@ def main(argv=None) -> int:
         print(f"\nhypotheses {first[0]}/prefill {first[1]} vs {second[0]}/prefill {second[1]}: "
               f"{len(differing)} of {len(samples)} differ")
         for utterance in differing:
-            alone = on_device(collate_samples([samples[order['batch 1'].index(utterance)]]))
+            alone = on_device(collate_samples([samples[order['batch 1'].index(utterance)]]), device)
             scores = [beam_score(model, alone, hypotheses[mode][utterance], settings.length_penalty)
                       for mode in (first, second)]
             kind = "near-tie" if abs(scores[0] - scores[1]) <= NEAR_TIE else "NOT a near-tie"

@@ -30,7 +30,7 @@ from avsr_sinks.data import collate_samples
 from avsr_sinks.data.feature_cache import build_feature_cache, encoder_fingerprint
 from bench_train_step import project_defaults, training_step
 from paper_shapes import (ROOT, SHAPES, add_model_arguments, build_paper_model, cast_frozen_weights, describe_batch,
-                          interleaved_times, llama_avsr_batch, mib, peak_bytes, vocabulary)
+                          interleaved_times, llama_avsr_batch, mib, on_device, peak_bytes, vocabulary)
 
 PAPER_EPOCHS = int(OmegaConf.load(ROOT / "configs/trainer/gpu.yaml").max_epochs)
 CACHE_RTOL = 1e-3  # float16 keeps ~3 significant digits of each O(1) feature
@@ -55,7 +55,7 @@ def cached_batch(caches: dict, batch: dict, device: torch.device) -> dict:
     """The batch as the dataset gives it with every modality cached: features read per utterance, collated."""
     samples = [{"id": utterance, "text": text, **{f"{m}_features": cache.features(utterance) for m, cache in caches.items()}}
                for utterance, text in zip(batch["ids"], batch["text"])]
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in collate_samples(samples).items()}
+    return on_device(collate_samples(samples), device)
 
 
 def main(argv=None) -> int:

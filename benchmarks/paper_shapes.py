@@ -90,7 +90,8 @@ def build_paper_model(shapes: Shapes, depth: float, compression: tuple[int, int]
                       decor_lambda: float = 0.0, device: torch.device = torch.device("cpu"), seed: int = 0) -> LlamaAVSR:
     """AVSR Llama-AVSR with random float32 weights, built on ``device``: frozen Whisper
     (``pad_to_30s`` as the paper's config) and AV-HuBERT, average pooling by ``compression``, MLP
-    projectors, the Llama with the paper config's LoRA and attention implementation."""
+    projectors, the Llama with the paper config's LoRA, attention implementation and activation
+    checkpointing."""
     torch.manual_seed(seed)
     audio = PAPER_MODEL["audio_encoder"]
     llm_settings = PAPER_MODEL["llm"]
@@ -102,7 +103,8 @@ def build_paper_model(shapes: Shapes, depth: float, compression: tuple[int, int]
         config = LlamaConfig(**{**shapes.llama, "num_hidden_layers": kept(shapes.llama["num_hidden_layers"], depth)},
                              attn_implementation=llm_settings["attn_implementation"])
         llm, tokenizer, special = prepare_llm(LlamaForCausalLM(config), word_tokenizer(vocabulary(shapes)),
-                                              LoraSettings(**llm_settings["lora"]))
+                                              LoraSettings(**llm_settings["lora"]),
+                                              bool(llm_settings.get("activation_checkpointing", False)))
         # The paper's layers 2..L-1 are none of a shallow LLM's 1 or 2: then the loss reads every layer.
         decor_layers = None if config.num_hidden_layers >= 3 else list(range(1, config.num_hidden_layers + 1))
         model = LlamaAVSR(llm, tokenizer, special, "avsr", list(compression), audio_encoder=whisper,
