@@ -204,14 +204,14 @@ def build_feature_cache(
                 log(f"feature cache {folder.name}: {encoded}/{len(todo)} utterances ({rate:.1f}/s)")
                 last_log = time.perf_counter()
     flush()
-    cache = FeatureCache(folder, meta)
+    cache = FeatureCache(folder, meta)  # every shard, the ones written before a resume included
     meta["complete"] = True
     meta["missing"] = sorted(u for u in wanted_ids if u not in cache)
     _write_atomic(meta_path, lambda p: p.write_text(json.dumps(meta, indent=1)))
     if todo:
         log(f"feature cache {folder.name}: {encoded} utterances encoded in {time.perf_counter() - started:.1f} s"
             + (f"; {len(meta['missing'])} bad samples left out" if meta["missing"] else ""))
-    return FeatureCache(folder, meta)
+    return cache
 
 
 def wait_for_cache(folder: Path, fingerprint: str, timeout_s: float = 24 * 3600, poll_s: float = 5.0) -> FeatureCache:

@@ -162,9 +162,9 @@ class LlamaAVSR(nn.Module):
         ``<modality>_features`` (a feature cache's encoder outputs) skips that encoder."""
         tokens = {}
         for modality in self.modalities:
+            weight = next(self.projectors[modality].parameters())
             if f"{modality}_features" in batch:
-                weight = next(self.projectors[modality].parameters())
-                features = batch[f"{modality}_features"].to(weight.device, weight.dtype)
+                features = batch[f"{modality}_features"]
                 lengths = batch[f"{modality}_feature_lengths"].to(weight.device)
             elif modality in batch:
                 features, lengths = self.encoders[modality](
@@ -172,11 +172,10 @@ class LlamaAVSR(nn.Module):
                 )
             else:
                 raise KeyError(f"task {self.task} needs '{modality}' in the batch; check data.modalities")
-            features, lengths = self.compressors[modality](features, lengths)
-            projector = self.projectors[modality]
-            # A frozen encoder may be stored in bf16; the projector trains in its own (float32) dtype.
-            features = features.to(next(projector.parameters()).dtype)
-            tokens[modality] = ModalityTokens(projector(features), lengths)
+            # Cached features are float16 and a frozen encoder may be stored in bf16; the compressor
+            # and the projector run in the projector's own (float32) dtype.
+            features, lengths = self.compressors[modality](features.to(weight.device, weight.dtype), lengths)
+            tokens[modality] = ModalityTokens(self.projectors[modality](features), lengths)
         return tokens
 
     def tokenize_transcripts(self, texts: list[str]) -> list[list[int]]:
