@@ -17,6 +17,7 @@ from torch import nn
 from ..data.limits import SampleLimits
 from ..sinks.decorrelation import decorrelation_loss
 from ..sinks.hooks import HiddenStateCollector, decoder_layers
+from .alignment import embedding_ctc_loss
 from .compressor import build_compressor
 from .generation import prefill_once_per_utterance
 from .llm import SpecialTokenIds
@@ -60,6 +61,7 @@ class LossOutput:
     ce: torch.Tensor
     decor: torch.Tensor | None
     num_tokens: int
+    ctc: torch.Tensor | None = None  # the projector's CTC against the token embeddings (ctc_weight > 0)
     # Mean L2 norm of the LLM input vectors per kind ("audio", "video" tokens from the projectors,
     # "text" for the transcript's embeddings): a projector far off the embeddings' scale aligns slowly.
     input_norms: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -103,6 +105,7 @@ class LlamaAVSR(nn.Module):
         projector_hidden: int | None = None,
         projector_layer_norm: bool = False,
         projector_matches_embedding_norm: bool = False,
+        projector_ctc_weight: float = 0.0,
         prompt: str | None = None,
         decorrelation: DecorrelationSettings | None = None,
     ) -> None:
@@ -139,6 +142,12 @@ class LlamaAVSR(nn.Module):
         )
         if projector_matches_embedding_norm:
             self._start_projectors_at_embedding_norm()
+        if projector_ctc_weight < 0:
+            raise ValueError(f"model.projector.ctc_weight must be >= 0, got {projector_ctc_weight}")
+        self.ctc_weight = float(projector_ctc_weight)
+        if self.ctc_weight > 0:
+            # CTC's blank class, one per modality; the other classes are the frozen token embeddings.
+            self.ctc_blanks = nn.ParameterDict({m: nn.Parameter(torch.zeros(width)) for m in self.modalities})
         self.prompt = prompt if prompt is not None else DEFAULT_PROMPTS[task]
         self.prompt_ids = tokenizer(self.prompt, add_special_tokens=False).input_ids
         self.decorrelation = decorrelation or DecorrelationSettings()
@@ -224,11 +233,24 @@ class LlamaAVSR(nn.Module):
                               position_ids=inputs.position_ids, use_cache=False, logits_to_keep=predicting).logits
         ce = nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets[:, predicting].flatten(), ignore_index=-100)
         labelled = int((targets != -100).sum())
+        loss, ctc = ce, None
+        if self.ctc_weight > 0:
+            ctc = self.projector_ctc(tokens, self.tokenize_transcripts(batch["text"]))
+            loss = loss + self.ctc_weight * ctc
         if collector is None:
-            return LossOutput(ce, ce, None, labelled, norms)
+            return LossOutput(loss, ce, None, labelled, ctc, norms)
         token_mask = inputs.prefix_mask if self.decorrelation.scope == "prefix" else None
         decor = decorrelation_loss(collector.stacked(), inputs.attention_mask, token_mask, self.decorrelation.eps)
-        return LossOutput(ce + self.decorrelation.weight * decor, ce, decor, labelled, norms)
+        return LossOutput(loss + self.decorrelation.weight * decor, ce, decor, labelled, ctc, norms)
+
+    def projector_ctc(self, tokens: dict[str, ModalityTokens], transcripts: list[list[int]]) -> torch.Tensor:
+        """Mean over the modalities of :func:`~avsr_sinks.model.alignment.embedding_ctc_loss`
+        against the vocabulary's frozen rows (the added modality tokens are never spoken)."""
+        vocabulary = self.special.added[0] if self.special.added else None
+        embeddings = self.llm.get_input_embeddings().weight[:vocabulary].detach()
+        losses = [embedding_ctc_loss(part.features, part.lengths, embeddings, self.ctc_blanks[modality], transcripts)
+                  for modality, part in tokens.items()]
+        return torch.stack(losses).mean()
 
     def generate(self, batch: dict, settings: GenerationSettings = GenerationSettings()) -> list[str]:
         """Batched beam search (HF ``generate`` on left-padded ``inputs_embeds``): the transcripts."""

@@ -137,6 +137,7 @@ TRAIN_RULES = {
     "model.compressor": OneOf(*COMPRESSOR_KINDS),
     "model.projector.kind": OneOf(*PROJECTOR_KINDS),
     "model.projector.hidden_dim": nullable(Integer(low=1)),
+    "model.projector.ctc_weight": Number(low=0),
     "trainer.max_epochs": Integer(low=-1),
     "trainer.max_steps": Integer(low=-1),
     "trainer.accelerator": OneOf("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu"),

@@ -94,6 +94,8 @@ class AVSRModule(L.LightningModule):
         if on_step:
             for name, value in out.input_norms.items():
                 self.log(f"train/input_norm_{name}", value, batch_size=batch_size, on_step=True)
+        if out.ctc is not None:
+            self.log(f"{prefix}/ctc", out.ctc, batch_size=batch_size, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
         if out.decor is not None:
             self.log(f"{prefix}/decor", out.decor, batch_size=batch_size, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
 

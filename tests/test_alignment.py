@@ -1,0 +1,70 @@
+"""The projector's CTC against the token embeddings, checked against a brute-force sum over paths."""
+
+import itertools
+import math
+
+import torch
+
+from avsr_sinks.model.alignment import embedding_ctc_loss
+from avsr_sinks.model.avsr import LlamaAVSR
+from conftest import FrameEncoder
+
+
+def _collapse(path, blank):
+    merged = [c for i, c in enumerate(path) if i == 0 or c != path[i - 1]]
+    return [c for c in merged if c != blank]
+
+
+def _brute_force_nll(features, embeddings, blank, target):
+    """-log of the summed probability of every frame labelling that collapses to ``target``."""
+    classes = torch.cat([embeddings, blank[None]]).double()
+    probs = (features.double() @ classes.T).softmax(-1)
+    total = 0.0
+    for path in itertools.product(range(classes.shape[0]), repeat=features.shape[0]):
+        if _collapse(list(path), classes.shape[0] - 1) == target:
+            total += math.prod(float(probs[t, c]) for t, c in enumerate(path))
+    return -math.log(total)
+
+
+def test_ctc_equals_the_sum_over_all_alignments():
+    torch.manual_seed(0)
+    embeddings, blank = torch.randn(3, 4), torch.randn(4)
+    features = torch.randn(3, 4, 4)
+    lengths = torch.tensor([4, 3, 4])
+    targets = [[0, 2], [1], [2, 2]]  # a repeated label needs a blank between its two frames
+    expected = sum(_brute_force_nll(features[i, :lengths[i]], embeddings, blank, targets[i]) / len(targets[i])
+                   for i in range(3)) / 3
+    loss = embedding_ctc_loss(features, lengths, embeddings, blank, targets)
+    assert abs(float(loss) - expected) < 1e-5
+
+
+def test_empty_and_unalignable_transcripts_add_nothing():
+    torch.manual_seed(1)
+    embeddings, blank = torch.randn(3, 4), torch.randn(4)
+    features = torch.randn(2, 3, 4)
+    alone = embedding_ctc_loss(features[:1], torch.tensor([3]), embeddings, blank, [[1]])
+    with_empty = embedding_ctc_loss(features, torch.tensor([3, 3]), embeddings, blank, [[1], []])
+    assert torch.allclose(alone, with_empty)
+    # two frames cannot spell three labels: zero loss, not infinity
+    assert float(embedding_ctc_loss(features[:1], torch.tensor([2]), embeddings, blank, [[0, 1, 2]])) == 0.0
+
+
+def test_model_adds_the_weighted_ctc_and_trains_only_the_projector_path_with_it(tiny_llm):
+    llm, tok, special = tiny_llm
+    torch.manual_seed(0)
+    model = LlamaAVSR(llm, tok, special, "asr", [2], audio_encoder=FrameEncoder("audio", hop=100),
+                      projector_ctc_weight=0.5)
+    batch = {"audio": torch.randn(2, 1200), "audio_lengths": torch.tensor([1200, 800]),
+             "text": ["one two three", "red"], "ids": ["a", "b"]}
+    out = model(batch)
+    torch.testing.assert_close(out.loss, out.ce + 0.5 * out.ctc)
+    tokens = model.encode(batch)["audio"]
+    vocabulary = llm.get_input_embeddings().weight[:special.added[0]]
+    transcripts = [tok(t, add_special_tokens=False).input_ids for t in batch["text"]]
+    expected = embedding_ctc_loss(tokens.features, tokens.lengths, vocabulary, model.ctc_blanks["audio"], transcripts)
+    torch.testing.assert_close(out.ctc, expected)
+    out.ctc.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert grads["ctc_blanks.audio"] is not None and grads["ctc_blanks.audio"].abs().sum() > 0
+    assert all(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("projectors."))
+    assert all(g is None or g.abs().sum() == 0 for n, g in grads.items() if "lora_" in n or "trainable_tokens" in n)
