@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -181,7 +182,9 @@ def _trained_weights(run_dir):
 def test_a_run_killed_between_checkpoints_resumes_exactly(tmp_path):
     uninterrupted = _train(tmp_path, f"hydra.run.dir={tmp_path / 'uninterrupted'}")
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    started = time.perf_counter()
     killed = _train(tmp_path, f"hydra.run.dir={tmp_path / 'killed'}", kill_at_step=KILL_AT_STEP)
+    killed_seconds = time.perf_counter() - started
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     checkpoints = sorted(p.name for p in (tmp_path / "killed" / "checkpoints").glob("*.ckpt"))
     assert checkpoints == ["epoch000.ckpt", "last.ckpt", "step0000016.ckpt", "step0000020.ckpt"]  # newest 2 steps kept
@@ -197,6 +200,15 @@ def test_a_run_killed_between_checkpoints_resumes_exactly(tmp_path):
     assert _logged_losses(tmp_path / "killed") == expected[20:]
     final, reference = _trained_weights(tmp_path / "killed"), _trained_weights(tmp_path / "uninterrupted")
     assert final.keys() == reference.keys() and all(torch.equal(final[k], reference[k]) for k in reference)
+
+    # train/minutes goes on from the training time the step-20 checkpoint holds, which the killed
+    # process (timed here from outside) spent, in part, before it died.
+    checkpoint = torch.load(tmp_path / "killed" / "checkpoints" / "step0000020.ckpt", map_location="cpu", weights_only=True)
+    before = next(state["seconds"] for name, state in checkpoint["callbacks"].items() if "TrainingClock" in name)
+    assert 0 < before < killed_seconds
+    newest = max((tmp_path / "killed" / "csv").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    minutes = [float(r["train/minutes"]) for r in csv.DictReader(open(newest / "metrics.csv")) if r.get("train/minutes")]
+    assert minutes and minutes[0] * 60 > before and minutes == sorted(minutes)
 
 
 def test_two_process_ddp_resumes_every_rank_exactly(tmp_path):

@@ -22,6 +22,7 @@ from .checkpoints import average_checkpoints
 from .datamodule import AVSRDataModule, resolve_corpus
 from .feature_caches import prepare_feature_caches
 from .module import AVSRModule, OptimSettings
+from .clock import TrainingClock
 from .resume import AtomicCheckpointIO, RandomStateCheckpoint, resolve_resume_checkpoint
 from .sharding import build_strategy
 
@@ -72,7 +73,8 @@ def _checkpoint_callbacks(checkpoint_cfg: Mapping, folder: Path) -> list[ModelCh
 
 
 def _callbacks(cfg: Mapping, output_dir: Path) -> list:
-    callbacks = [*_checkpoint_callbacks(cfg["checkpoint"], output_dir / "checkpoints"), RandomStateCheckpoint()]
+    callbacks = [*_checkpoint_callbacks(cfg["checkpoint"], output_dir / "checkpoints"), RandomStateCheckpoint(),
+                 TrainingClock()]
     every = int(cfg["sink_monitor"]["every_n_steps"])
     if every > 0:
         from .sink_monitor import SinkMonitor

@@ -1,0 +1,119 @@
+"""How fast can the projector alone learn to spell the words in SmolLM2's own token embeddings?
+
+    python results/laptop/ctc_projector_probe.py [--steps 1500] [--lr 1e-3] [--n-test 100]
+
+The laptop recipe's projector (avg-pool 4 + Linear-ReLU-Linear, as experiment=laptop_asr) on the
+frozen Whisper tiny.en features (the laptop run's feature cache), trained with nothing but the
+CTC of model.projector.ctc_weight (avsr_sinks/model/alignment.py): each projected token scored
+against SmolLM2's frozen embedding rows and a blank. No LLM runs, so a step costs a small share of
+a training step. Greedy CTC decoding (best class per token, repeats merged, blanks dropped, the
+tokens detokenised) gives a WER on held-out-voice test utterances, before and every --every
+steps: how much of the transcript the projected tokens spell, in the LLM's input space, before
+the LLM reads them. Writes results/laptop/ctc_projector_probe.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import jiwer
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from avsr_sinks.data import AVSRDataset, FrameBudgetBatchSampler  # noqa: E402
+from avsr_sinks.data.espeak_corpus import EspeakCorpusConfig, ensure_espeak_corpus  # noqa: E402
+from avsr_sinks.encoders import WhisperEncoder  # noqa: E402
+from avsr_sinks.evaluation.wer import normalize_text  # noqa: E402
+from avsr_sinks.model.alignment import embedding_ctc_loss  # noqa: E402
+from avsr_sinks.model.compressor import build_compressor  # noqa: E402
+from avsr_sinks.model.projector import build_projector  # noqa: E402
+from whisper_decoder_probe import live_features, open_cache  # noqa: E402
+
+
+def greedy_ctc_texts(features, lengths, embeddings, blank, tokenizer) -> list[str]:
+    classes = torch.cat([embeddings, blank[None]])
+    best = (features @ classes.T).argmax(-1)
+    texts = []
+    for row, n in zip(best, lengths):
+        ids = row[: int(n)].tolist()
+        kept = [t for i, t in enumerate(ids) if (i == 0 or t != ids[i - 1]) and t != len(embeddings)]
+        texts.append(tokenizer.decode(kept))
+    return texts
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--max-frames", type=int, default=400, help="frame budget of a batch (laptop_asr's)")
+    parser.add_argument("--compression", type=int, default=4)
+    parser.add_argument("--n-test", type=int, default=100)
+    parser.add_argument("--every", type=int, default=250)
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cache_dir = Path(os.environ.get("AVSR_SINKS_CACHE") or "~/.cache/avsr_sinks").expanduser()
+    llm_dir = cache_dir / "weights" / "smollm2-135m-instruct"
+    tokenizer = AutoTokenizer.from_pretrained(llm_dir)
+    embeddings = AutoModelForCausalLM.from_pretrained(llm_dir).get_input_embeddings().weight.detach()
+    corpus = ensure_espeak_corpus(cache_dir / "espeak", EspeakCorpusConfig())
+    encoder = WhisperEncoder.from_pretrained(str(cache_dir / "weights" / "whisper-tiny.en"), pad_to_30s=False)
+    cache = open_cache(cache_dir, encoder, corpus.root)
+    rows = AVSRDataset(corpus.root, corpus.train_csv, modalities=("audio",), augment=False).rows
+    test = live_features(encoder, corpus.test_csv, corpus.root, args.n_test)
+    compressor = build_compressor("avg-pool", args.compression)
+    projector = build_projector("mlp", compressor.output_dim(encoder.output_dim), embeddings.shape[1])
+    blank = torch.nn.Parameter(torch.zeros(embeddings.shape[1]))
+    optimizer = torch.optim.AdamW([*projector.parameters(), blank], lr=args.lr, weight_decay=0.01)
+
+    def project(features: list[torch.Tensor]):
+        padded = pad_sequence(features, batch_first=True)
+        pooled, lengths = compressor(padded, torch.tensor([len(f) for f in features]))
+        return projector(pooled), lengths
+
+    def test_wer() -> float:
+        with torch.no_grad():
+            tokens, lengths = project([f for _, f in test])
+            hyps = greedy_ctc_texts(tokens, lengths, embeddings, blank, tokenizer)
+        return jiwer.wer([normalize_text(t) for t, _ in test], [normalize_text(h) or "<empty>" for h in hyps])
+
+    sampler = FrameBudgetBatchSampler([r.n_frames for r in rows], args.max_frames, shuffle=True, seed=1234,
+                                      num_replicas=1, rank=0)
+    curve = [[0, test_wer()]]
+    print(f"step 0: test WER {100 * curve[-1][1]:.1f} %", flush=True)
+    step, epoch, started = 0, 0, time.perf_counter()
+    while step < args.steps:
+        sampler.set_epoch(epoch)
+        for indices in sampler:
+            tokens, lengths = project([cache.features(rows[i].utterance_id).float() for i in indices])
+            targets = [tokenizer(rows[i].transcript, add_special_tokens=False).input_ids for i in indices]
+            loss = embedding_ctc_loss(tokens, lengths, embeddings, blank, targets)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step % args.every == 0 or step == args.steps:
+                curve.append([step, test_wer()])
+                print(f"step {step}: CTC {loss.item():.3f}, test WER {100 * curve[-1][1]:.1f} % "
+                      f"({(time.perf_counter() - started) / 60:.1f} min)", flush=True)
+            if step >= args.steps:
+                break
+        epoch += 1
+    result = {"steps": args.steps, "lr": args.lr, "max_frames": args.max_frames, "compression": args.compression,
+              "test_utterances": len(test), "test_wer_curve": curve, "minutes": (time.perf_counter() - started) / 60}
+    name = "ctc_projector_probe" + ("" if args.compression == 4 else f"_c{args.compression}")
+    (Path(__file__).parent / f"{name}.json").write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
