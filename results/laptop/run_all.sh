@@ -25,6 +25,7 @@ train_eval_analyze() {  # name, train overrides...
 collect() {  # copy the small result files of a run into results/laptop/<run>
   local name=$1 dest="$RES/$1"
   rm -rf "$dest" && mkdir -p "$dest/figures"
+  cp "$OUT/$name/.hydra/config.yaml" "$dest/config.yaml"  # method, compression, λ and seed for summary.py
   local metrics; metrics="$(ls -d "$OUT/$name"/csv/version_* | tail -1)/metrics.csv"
   if [ -f "$metrics" ]; then cp "$metrics" "$dest/train_metrics.csv"; fi
   if [ -d "$OUT/$name/eval" ]; then

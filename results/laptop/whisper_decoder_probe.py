@@ -31,11 +31,16 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from avsr_sinks.data import AVSRDataset, FrameBudgetBatchSampler  # noqa: E402
-from avsr_sinks.data.espeak_corpus import EspeakCorpusConfig, ensure_espeak_corpus  # noqa: E402
+from avsr_sinks.data.espeak_corpus import (DEFAULT_TRAIN_VOICES, TEST_VARIANTS, TRAIN_ACCENTS, VARIANTS,  # noqa: E402
+                                           EspeakCorpusConfig, ensure_espeak_corpus)
 from avsr_sinks.data.feature_cache import FeatureCache, FeatureCacheError, cache_folder, encoder_fingerprint  # noqa: E402
 from avsr_sinks.encoders import WhisperEncoder  # noqa: E402
 from avsr_sinks.evaluation.wer import normalize_text  # noqa: E402
 from avsr_sinks.training.feature_caches import preprocessing  # noqa: E402
+
+# The training accents with every variant but the test voices': the default train voices and more.
+MORE_TRAIN_VOICES = tuple(f"{accent}+{variant}" for accent in TRAIN_ACCENTS for variant in VARIANTS
+                          if variant not in TEST_VARIANTS)
 
 
 def open_cache(cache_dir: Path, encoder: WhisperEncoder, root: Path) -> FeatureCache:
@@ -93,7 +98,8 @@ def main(argv=None) -> int:
 
     cache_dir = Path(os.environ.get("AVSR_SINKS_CACHE") or "~/.cache/avsr_sinks").expanduser()
     whisper = cache_dir / "weights" / "whisper-tiny.en"
-    corpus = ensure_espeak_corpus(cache_dir / "espeak", EspeakCorpusConfig(n_train=args.n_train))
+    voices = {"train_voices": MORE_TRAIN_VOICES} if args.more_voices else {}
+    corpus = ensure_espeak_corpus(cache_dir / "espeak", EspeakCorpusConfig(n_train=args.n_train, **voices))
     encoder = WhisperEncoder.from_pretrained(str(whisper), pad_to_30s=False)
     try:
         cache = open_cache(cache_dir, encoder, corpus.root)
@@ -141,9 +147,10 @@ def main(argv=None) -> int:
             if step >= args.steps:
                 break
         epoch += 1
-    result = {"n_train": args.n_train, "steps": args.steps, "lr": args.lr, "max_frames": args.max_frames, "test_utterances": len(test),
+    result = {"n_train": args.n_train, "train_voices": len(voices.get("train_voices", DEFAULT_TRAIN_VOICES)), "steps": args.steps, "lr": args.lr, "max_frames": args.max_frames, "test_utterances": len(test),
               "test_wer_curve": curve, "minutes": (time.perf_counter() - started) / 60}
-    name = "whisper_decoder_probe" + ("" if args.n_train == 3000 else f"_train{args.n_train}")
+    name = "whisper_decoder_probe" + ("" if args.n_train == 3000 else f"_train{args.n_train}") + (
+        "_more_voices" if args.more_voices else "")
     (Path(__file__).parent / f"{name}.json").write_text(json.dumps(result, indent=1))
     return 0
 

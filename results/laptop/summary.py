@@ -1,0 +1,115 @@
+"""results/laptop/summary.json: one entry per run of the laptop experiments, machine-readable.
+
+    python results/laptop/summary.py
+
+Reads the result folders that run_all.sh's ``collect`` fills (results/laptop/<run>/: config.yaml,
+train_metrics.csv, espeak_test_wer.json + espeak_test_utterances.csv, librivox_wer.json,
+sink_summary.json) and the ACT rows of the comparison tables (<prefix>comparison.json, ACT
+being applied at test time to the λ = 0 model). Folders without a config.yaml (runs of sessions
+before it was collected) are listed on stderr and left out: their method and seed cannot be
+read back. Every WER is recomputed from the per-utterance CSV and checked against the JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def method_of(config: dict) -> str:
+    kind = (config.get("baseline") or {}).get("kind", "none")
+    if kind in ("sink_logit", "gated_attention"):
+        return kind
+    return "decor" if float(config["decor"]["lambda"]) > 0 else "base"
+
+
+def compression_of(config: dict) -> int:
+    value = config["compression"]
+    return int(value[0] if isinstance(value, list) else value)
+
+
+def csv_wer(path: Path) -> float:
+    """Total errors over total reference words of a per-utterance CSV."""
+    rows = list(csv.DictReader(path.open()))
+    return sum(int(r["errors"]) for r in rows) / sum(int(r["reference_words"]) for r in rows)
+
+
+def metrics(folder: Path) -> tuple[int | None, float | None, list[list[float]]]:
+    """(steps trained, training minutes, [[step, val WER], ...]) of a run's Lightning CSV log."""
+    path = folder / "train_metrics.csv"
+    if not path.is_file():
+        return None, None, []
+    rows = list(csv.DictReader(path.open()))
+    steps = max((int(r["step"]) + 1 for r in rows if r.get("train/loss")), default=None)
+    minutes = [float(r["train/minutes"]) for r in rows if r.get("train/minutes")]
+    curve = [[int(r["step"]) + 1, float(r["val/wer"])] for r in rows if r.get("val/wer")]
+    return steps, (max(minutes) if minutes else None), curve
+
+
+def load_json(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_entry(folder: Path) -> dict:
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    steps, minutes, curve = metrics(folder)
+    espeak = load_json(folder / "espeak_test_wer.json")
+    utterances = folder / "espeak_test_utterances.csv"
+    if espeak is not None and abs(csv_wer(utterances) - espeak["wer"]) > 1e-9:
+        raise ValueError(f"{utterances}: the per-utterance errors give WER {csv_wer(utterances):.6f}, "
+                         f"{folder / 'espeak_test_wer.json'} says {espeak['wer']:.6f}")
+    librivox = load_json(folder / "librivox_wer.json")
+    sinks = (load_json(folder / "sink_summary.json") or {}).get("mean", {})
+    return {
+        "name": folder.name, "method": method_of(config), "compression": compression_of(config),
+        "lambda": float(config["decor"]["lambda"]), "seed": int(config["seed"]), "steps": steps,
+        "train_minutes": minutes,
+        "espeak_test_wer": espeak and espeak["wer"],
+        "librivox_wer": librivox and next(r["wer"] for r in librivox["rows"] if r["snr"] == "clean"),
+        "val_wer_curve": curve,
+        **{key: sinks.get(key) for key in ("bos_alpha", "intermediate_alpha", "max_activation_ratio", "mean_bos_cosine")},
+        "espeak_test_csv": str(utterances.relative_to(ROOT)) if utterances.is_file() else None,
+    }
+
+
+def act_entries(runs: dict[str, dict]) -> list[dict]:
+    """ACT rows of each comparison table, attached to the λ = 0 run they were applied to."""
+    entries = []
+    for table in sorted(HERE.glob("*comparison.json")):
+        for row in json.loads(table.read_text()):
+            if row["method"] != "act":
+                continue
+            base = runs.get(Path(row["checkpoint"]).parents[1].name)  # outputs/laptop/<run>/checkpoints/last.ckpt
+            if base is None:
+                continue
+            entries.append({**base, "name": f"{base['name']}_act", "method": "act", "espeak_test_wer": row["wer"],
+                            "librivox_wer": None, "espeak_test_csv": None,
+                            **{key: row.get(key) for key in ("bos_alpha", "intermediate_alpha", "max_activation_ratio",
+                                                             "mean_bos_cosine")}})
+    return entries
+
+
+def main() -> int:
+    runs, skipped = {}, []
+    for folder in sorted(p for p in HERE.iterdir() if p.is_dir()):
+        if (folder / "config.yaml").is_file():
+            runs[folder.name] = run_entry(folder)
+        elif (folder / "train_metrics.csv").is_file() or (folder / "sink_summary.json").is_file():
+            skipped.append(folder.name)
+    if skipped:
+        print(f"left out (no config.yaml): {', '.join(skipped)}", file=sys.stderr)
+    entries = list(runs.values()) + act_entries(runs)
+    (HERE / "summary.json").write_text(json.dumps(entries, indent=1) + "\n")
+    print(f"{HERE / 'summary.json'}: {len(entries)} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
