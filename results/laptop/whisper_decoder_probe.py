@@ -11,7 +11,8 @@ espeak transcripts the frozen features hold, and how fast a reader that starts a
 Greedy test WER on the first N test utterances (held-out voices, encoded here) before and every
 150 steps.
 Writes results/laptop/whisper_decoder_probe.json (whisper_decoder_probe_train30000.json with
---n-train 30000, the 10x corpus, whose batches are encoded here when no cache holds them).
+--n-train 30000, the 10x corpus, whose batches are encoded here when no cache holds them;
+_more_voices with --more-voices).
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ def main(argv=None) -> int:
     parser.add_argument("--n-train", type=int, default=3000,
                         help="training sentences of the espeak corpus (30000: the 10x corpus); utterances "
                              "missing from the feature cache are encoded here")
+    parser.add_argument("--more-voices", action="store_true",
+                        help="train on the training accents with every espeak-ng variant the test voices do not use "
+                             f"({len(MORE_TRAIN_VOICES)} voices instead of {len(DEFAULT_TRAIN_VOICES)}); the test voices stay unseen")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     from transformers import WhisperForConditionalGeneration, WhisperTokenizer
