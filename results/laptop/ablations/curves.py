@@ -5,7 +5,8 @@
 Reads each run's Lightning CSV log (outputs/laptop/ablations/NAME/csv/version_*/metrics.csv),
 copies it to results/laptop/ablations/NAME/train_metrics.csv (kept in the repository), and
 writes results/laptop/ablations/curves.png and curves.md (one row per run); the WER panel also
-shows the Whisper decoder probes (results/laptop/whisper_decoder_probe*.json) for reference. Runs whose log is
+shows the Whisper decoder probes (results/laptop/whisper_decoder_probe*.json) and the CTC projector
+probe (ctc_projector_probe.json) for reference. Runs whose log is
 only in results/ (an earlier session's) are read from there.
 """
 
@@ -82,7 +83,13 @@ def main(names: list[str]) -> int:
         result = json.loads(probe.read_text())
         steps, wers = zip(*result["test_wer_curve"][1:])
         axes[0].plot(steps, [100 * w for w in wers], linestyle=":", marker="x",
-                     label=f"Whisper decoder probe, {result.get('n_train', 3000)} sentences (test)")
+                     label=f"Whisper decoder probe, {result.get('n_train', 3000)} sentences, "
+                           f"{result.get('train_voices', 48)} voices (test)")
+    # The projector alone, trained with the embedding CTC and greedy CTC-decoded (no LLM).
+    for probe in sorted(HERE.parent.glob("ctc_projector_probe*.json")):
+        steps, wers = zip(*json.loads(probe.read_text())["test_wer_curve"][1:])
+        axes[0].plot(steps, [100 * w for w in wers], linestyle="--", marker="+", color="grey",
+                     label="projector + CTC alone, greedy (test)")
     for ax, title in zip(axes, ("validation WER %", "validation CE", "training CE (10-step mean)",
                                 "input norm: audio tokens (solid), transcript embeddings (dashed)")):
         ax.set_title(title, fontsize=10)
