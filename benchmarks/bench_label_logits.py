@@ -49,7 +49,7 @@ def main() -> None:
         llm, _, _ = load_llm(path, LoraSettings(rank=16, alpha=32, dropout=0.0))
     llm.train()
     length = args.prefix + args.labels
-    vocab = llm.get_output_embeddings().weight.shape[0]
+    vocab = llm.get_output_embeddings().out_features
     embeds = torch.randn(args.batch, length, args.hidden)
     targets = torch.full((args.batch, length - 1), -100)
     targets[:, args.prefix - 1:] = torch.randint(0, vocab, (args.batch, args.labels))

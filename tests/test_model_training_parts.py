@@ -33,14 +33,14 @@ def test_gradients_reach_only_lora_projectors_and_new_embedding_rows(tiny_llm):
     # lora_A's gradient is exactly zero while lora_B is at its zero init; all others move
     silent = {n for n in trainable if model.get_parameter(n).grad.abs().sum() == 0}
     assert silent == {n for n in trainable if "lora_A" in n}
-    assert all(("lora_" in n) or n.startswith("projectors.") or "trainable_tokens" in n for n in trainable)
+    assert all(("lora_" in n) or n.startswith("projectors.") or n.endswith("embed_tokens.added_rows") for n in trainable)
     assert any("lora_A" in n for n in trainable) and any(n.startswith("projectors.") for n in trainable)
     # only the rows of the added tokens are trainable, not the whole embedding matrix
-    deltas = [p for n, p in model.named_parameters() if "trainable_tokens_delta" in n]
-    assert len(deltas) == 1 and deltas[0].shape[0] == len(special.added)
+    rows = [p for n, p in model.named_parameters() if n.endswith("added_rows")]
+    assert len(rows) == 1 and rows[0].shape[0] == len(special.added)
     assert set(special.added) >= {special.pad, special.audio_start, special.audio_end, special.video_start, special.video_end}
     torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0).step()
-    weight_after = llm.get_base_model().model.embed_tokens.weight  # effective rows (base + trained delta)
+    weight_after = llm.get_base_model().model.embed_tokens.weight  # effective rows: the frozen ones and the trained ones
     old_rows = [i for i in range(weight_after.shape[0]) if i not in special.added]
     torch.testing.assert_close(weight_after[old_rows], embedding_before[old_rows])  # the vocabulary is untouched
     assert not torch.allclose(weight_after[special.added], embedding_before[special.added])  # new rows learn

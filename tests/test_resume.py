@@ -179,6 +179,19 @@ def _trained_weights(run_dir):
     return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
+def in_peft_format(checkpoint_path, written):
+    """A copy of a checkpoint as training wrote it while peft's trainable_token_indices trained the
+    added token rows: the same values under peft's key."""
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    state = checkpoint["state_dict"]
+    rows = [key for key in state if key.endswith("embed_tokens.added_rows")]
+    assert len(rows) == 1, list(state)
+    old_key = rows[0].removesuffix("added_rows") + "token_adapter.trainable_tokens_delta.default"
+    checkpoint["state_dict"] = {old_key if key == rows[0] else key: value for key, value in state.items()}
+    torch.save(checkpoint, written)
+    return written
+
+
 def test_a_run_killed_between_checkpoints_resumes_exactly(tmp_path):
     uninterrupted = _train(tmp_path, f"hydra.run.dir={tmp_path / 'uninterrupted'}")
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
@@ -216,7 +229,8 @@ def test_two_process_ddp_resumes_every_rank_exactly(tmp_path):
     ddp = ["trainer.devices=2", "trainer.strategy=ddp", "checkpoint.keep_last_k_steps=4"]
     uninterrupted = _train(tmp_path, f"hydra.run.dir={tmp_path / 'uninterrupted'}", *ddp)
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
-    step12 = tmp_path / "uninterrupted" / "checkpoints" / "step0000012.ckpt"
+    # Resumed from the step-12 checkpoint as the peft version wrote it: its token rows load too.
+    step12 = in_peft_format(tmp_path / "uninterrupted" / "checkpoints" / "step0000012.ckpt", tmp_path / "step12_peft.ckpt")
     resumed = _train(tmp_path, f"hydra.run.dir={tmp_path / 'resumed'}", f"ckpt_path={step12}", *ddp)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected = _logged_losses(tmp_path / "uninterrupted")

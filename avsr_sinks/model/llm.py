@@ -2,8 +2,9 @@
 modality tokens, and LoRA through peft.
 
 New tokens (``<audio> </audio> <video> </video>``, a pad token, and a BOS where the tokenizer
-has none) get new embedding rows; peft's ``trainable_token_indices`` trains exactly those rows
-(and their tied output rows), so a checkpoint holds only them, not the whole embedding matrix.
+has none) get new embedding rows; :mod:`.added_tokens` trains exactly those rows (and, where
+the output layer is tied to the input embedding, the output rows they share), so a checkpoint
+holds only them, not the whole embedding matrix. LoRA is peft's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from .added_tokens import train_added_token_rows
 
 MODALITY_TOKENS = ("<audio>", "</audio>", "<video>", "</video>")
 PAD_TOKEN = "<|pad|>"
@@ -96,8 +99,9 @@ def prepare_llm(model, tokenizer: PreTrainedTokenizerBase, lora: LoraSettings | 
                 activation_checkpointing: bool = False):
     """What :func:`load_llm` does once the model is loaded, for a model built in memory (the
     benchmarks' random Llama at the paper's size, never written to disk): the special tokens,
-    their embedding rows, a frozen base, activation checkpointing and LoRA. Returns
-    ``(model, tokenizer, SpecialTokenIds)``."""
+    their embedding rows, a frozen base, activation checkpointing and LoRA. With LoRA, the rows
+    of the added tokens train too (:func:`.added_tokens.train_added_token_rows`, after peft, so
+    that peft never sees them). Returns ``(model, tokenizer, SpecialTokenIds)``."""
     special = add_special_tokens(tokenizer)
     if special.added:
         model.resize_token_embeddings(len(tokenizer))
@@ -113,10 +117,12 @@ def prepare_llm(model, tokenizer: PreTrainedTokenizerBase, lora: LoraSettings | 
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules),
-        trainable_token_indices={"embed_tokens": special.added} if special.added else None,
         task_type="CAUSAL_LM",
     )
     with warnings.catch_warnings():
         # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` inside get_peft_model.
         warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        return get_peft_model(model, config), tokenizer, special
+        peft_model = get_peft_model(model, config)
+    if special.added:
+        train_added_token_rows(peft_model.get_base_model(), special.added)
+    return peft_model, tokenizer, special

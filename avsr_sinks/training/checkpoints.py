@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..model.added_tokens import upgrade_peft_token_keys
 from ..model.avsr import LlamaAVSR
 from .build import build_model
 from .datamodule import resolve_corpus
@@ -42,6 +43,8 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
     if not paths:
         raise ValueError("average_checkpoints needs at least one checkpoint")
     checkpoints = [read_checkpoint(p) for p in paths]
+    for checkpoint in checkpoints:
+        checkpoint["state_dict"] = upgrade_peft_token_keys(checkpoint["state_dict"])
     keys = set(checkpoints[0]["state_dict"])
     for path, ckpt in zip(paths, checkpoints):
         if set(ckpt["state_dict"]) != keys:
@@ -58,17 +61,24 @@ def load_trained_model(path: str | Path, data_overrides: Mapping | None = None) 
     """Rebuild LlamaAVSR from a checkpoint's config and load its trained parameters.
 
     ``data_overrides`` replaces keys of the config's ``data`` section (e.g. another test CSV).
-    Every key the checkpoint holds must exist in the model, and every trained one (trainable
-    parameters and the BatchNorm statistics beside them) must be in the checkpoint.
+    The trained state loads as :func:`load_trained_state` loads it.
     """
     checkpoint = read_checkpoint(path)
     config = checkpoint_config(checkpoint, path)
     config = {**config, "data": {**config["data"], **(data_overrides or {})}}
     corpus = resolve_corpus(config["data"])
     model = build_model(config, corpus["vocabulary"])
-    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+    load_trained_state(model, checkpoint["state_dict"], path)
+    return model, config
+
+
+def load_trained_state(model: LlamaAVSR, state_dict: Mapping, path: str | Path = "the checkpoint") -> None:
+    """Load a checkpoint's ``state_dict`` (the LightningModule's keys, ``model.``-prefixed) into
+    ``model``. Every key it holds must exist in the model, and every trained one (trainable
+    parameters and the BatchNorm statistics beside them) must be in it. A checkpoint written
+    while peft trained the added token rows loads them as ``added_rows``."""
+    state = {k.removeprefix("model."): v for k, v in upgrade_peft_token_keys(state_dict).items()}
     missing_trainable = sorted(model.trained_state_keys() - set(state))
     unexpected = model.load_state_dict(state, strict=False).unexpected_keys
     if unexpected or missing_trainable:
         raise ValueError(f"checkpoint {path} does not fit the model: unexpected {unexpected[:5]}, missing {missing_trainable[:5]}")
-    return model, config

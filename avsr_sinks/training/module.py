@@ -9,6 +9,7 @@ import lightning as L
 import torch
 
 from ..evaluation.wer import corpus_wer
+from ..model.added_tokens import upgrade_peft_token_keys
 from ..model.avsr import GenerationSettings, LlamaAVSR
 from ..sinks.baselines.sink_logit import MODULE_NAME as SINK_LOGIT_MODULE
 from .schedule import warmup_cosine
@@ -156,6 +157,12 @@ class AVSRModule(L.LightningModule):
             from .sharding import shard_model
 
             shard_model(self.model, self._device_mesh["data_parallel"])
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resuming from a checkpoint written while peft trained the added token rows: its rows
+        load as ``added_rows``. (FSDP2 loads the model before this hook: its strategy does it.)"""
+        if "state_dict" in checkpoint:
+            checkpoint["state_dict"] = upgrade_peft_token_keys(checkpoint["state_dict"])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         trained = {f"model.{key}" for key in self.model.trained_state_keys()}

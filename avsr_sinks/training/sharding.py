@@ -16,12 +16,15 @@ read them unchanged.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
 from transformers import PreTrainedModel
 
+from ..model.added_tokens import upgrade_peft_token_keys
 from ..model.avsr import LlamaAVSR
 from ..sinks.hooks import decoder_layers
 from .config_validation import SHARDED_STRATEGY as STRATEGY_NAME
@@ -60,6 +63,21 @@ class TrainedStateModelParallelStrategy(ModelParallelStrategy):
                 if self.global_rank == 0:
                     state[key] = full.detach().cpu()
         return state
+
+    def load_checkpoint(self, checkpoint_path, weights_only: bool | None = None) -> dict:
+        """Lightning's, and a checkpoint written while peft trained the added token rows loads
+        them as ``added_rows`` too: Lightning loads the model from the file here, before the
+        module's ``on_load_checkpoint`` could rename peft's key, so they are loaded after it."""
+        path = Path(self.broadcast(checkpoint_path))
+        renamed = {}
+        if path.is_file():
+            saved = torch.load(path, map_location="cpu", mmap=True, weights_only=True).get("state_dict", {})
+            renamed = {key: value for key, value in upgrade_peft_token_keys(saved).items() if key not in saved}
+        checkpoint = super().load_checkpoint(path, weights_only)
+        if renamed:
+            set_model_state_dict(self.model, renamed,
+                                 options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=False))
+        return checkpoint
 
 
 def build_strategy(cfg: Mapping):
