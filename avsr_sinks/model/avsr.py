@@ -247,7 +247,9 @@ class LlamaAVSR(nn.Module):
         """Mean over the modalities of :func:`~avsr_sinks.model.alignment.embedding_ctc_loss`
         against the vocabulary's frozen rows (the added modality tokens are never spoken)."""
         vocabulary = self.special.added[0] if self.special.added else None
-        embeddings = self.llm.get_input_embeddings().weight[:vocabulary].detach()
+        embedding = self.llm.get_input_embeddings()
+        # The frozen matrix itself (an AddedTokenEmbedding's .weight would build a full copy).
+        embeddings = getattr(embedding, "base", embedding).weight[:vocabulary].detach()
         losses = [embedding_ctc_loss(part.features, part.lengths, embeddings, self.ctc_blanks[modality], transcripts)
                   for modality, part in tokens.items()]
         return torch.stack(losses).mean()
