@@ -32,17 +32,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from avsr_sinks.data import AVSRDataset, FrameBudgetBatchSampler  # noqa: E402
-from avsr_sinks.data.espeak_corpus import (DEFAULT_TRAIN_VOICES, TEST_VARIANTS, TRAIN_ACCENTS, VARIANTS,  # noqa: E402
+from avsr_sinks.data.espeak_corpus import (DEFAULT_TRAIN_VOICES, MORE_TRAIN_VOICES,  # noqa: E402
                                            EspeakCorpusConfig, ensure_espeak_corpus)
 from avsr_sinks.data.feature_cache import FeatureCache, FeatureCacheError, cache_folder, encoder_fingerprint  # noqa: E402
 from avsr_sinks.encoders import WhisperEncoder  # noqa: E402
 from avsr_sinks.evaluation.wer import normalize_text  # noqa: E402
 from avsr_sinks.training.feature_caches import preprocessing  # noqa: E402
-
-# The training accents with every variant but the test voices': the default train voices and more.
-MORE_TRAIN_VOICES = tuple(f"{accent}+{variant}" for accent in TRAIN_ACCENTS for variant in VARIANTS
-                          if variant not in TEST_VARIANTS)
-
 
 def open_cache(cache_dir: Path, encoder: WhisperEncoder, root: Path) -> FeatureCache:
     fingerprint, _ = encoder_fingerprint(encoder, preprocessing("audio", root))
