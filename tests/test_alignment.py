@@ -68,3 +68,26 @@ def test_model_adds_the_weighted_ctc_and_trains_only_the_projector_path_with_it(
     assert grads["ctc_blanks.audio"] is not None and grads["ctc_blanks.audio"].abs().sum() > 0
     assert all(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("projectors."))
     assert all(g is None or g.abs().sum() == 0 for n, g in grads.items() if "lora_" in n or "added_rows" in n)
+
+
+def test_centred_tokens_have_zero_mean_over_each_utterance_and_keep_their_padding():
+    from avsr_sinks.model.avsr import center_valid_tokens
+
+    torch.manual_seed(2)
+    tokens, lengths = torch.randn(2, 5, 3) + 7.0, torch.tensor([5, 2])
+    centred = center_valid_tokens(tokens, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        by_hand = tokens[i, :n] - sum(tokens[i, t] for t in range(n)) / n
+        torch.testing.assert_close(centred[i, :n], by_hand)
+    assert torch.equal(centred[1, 2:], tokens[1, 2:])  # padding untouched
+
+
+def test_model_with_centred_tokens_feeds_the_llm_zero_mean_audio(tiny_llm):
+    llm, tok, special = tiny_llm
+    model = LlamaAVSR(llm, tok, special, "asr", [2], audio_encoder=FrameEncoder("audio", hop=100),
+                      projector_centers_tokens=True)
+    batch = {"audio": torch.randn(2, 1200), "audio_lengths": torch.tensor([1200, 800]), "text": ["one", "red"], "ids": ["a", "b"]}
+    with torch.no_grad():
+        tokens = model.encode(batch)["audio"]
+    for i, n in enumerate(tokens.lengths.tolist()):
+        assert tokens.features[i, :n].mean(0).abs().max() < 1e-5

@@ -106,6 +106,7 @@ class LlamaAVSR(nn.Module):
         projector_layer_norm: bool = False,
         projector_matches_embedding_norm: bool = False,
         projector_ctc_weight: float = 0.0,
+        projector_centers_tokens: bool = False,
         prompt: str | None = None,
         decorrelation: DecorrelationSettings | None = None,
     ) -> None:
@@ -145,6 +146,7 @@ class LlamaAVSR(nn.Module):
         if projector_ctc_weight < 0:
             raise ValueError(f"model.projector.ctc_weight must be >= 0, got {projector_ctc_weight}")
         self.ctc_weight = float(projector_ctc_weight)
+        self.centers_tokens = projector_centers_tokens
         if self.ctc_weight > 0:
             # CTC's blank class, one per modality; the other classes are the frozen token embeddings.
             self.ctc_blanks = nn.ParameterDict({m: nn.Parameter(torch.zeros(width)) for m in self.modalities})
@@ -184,7 +186,10 @@ class LlamaAVSR(nn.Module):
             # Cached features are float16 and a frozen encoder may be stored in bf16; the compressor
             # and the projector run in the projector's own (float32) dtype.
             features, lengths = self.compressors[modality](features.to(weight.device, weight.dtype), lengths)
-            tokens[modality] = ModalityTokens(self.projectors[modality](features), lengths)
+            projected = self.projectors[modality](features)
+            if self.centers_tokens:
+                projected = center_valid_tokens(projected, lengths)
+            tokens[modality] = ModalityTokens(projected, lengths)
         return tokens
 
     def tokenize_transcripts(self, texts: list[str]) -> list[list[int]]:
@@ -281,6 +286,15 @@ class LlamaAVSR(nn.Module):
         # The output holds the new tokens only, padded after the EOS of the hypotheses that ended.
         at_limit = output_ids.shape[1] >= settings.max_new_tokens
         return Hypotheses(texts, [at_limit and not bool((row == self.special.eos).any()) for row in output_ids])
+
+
+def center_valid_tokens(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Subtract from each utterance's tokens [B, T, D] the mean of its ``lengths`` valid ones (padding
+    stays as it was): what every token of an utterance shares carries nothing about what was said,
+    and a trained projector's tokens are mostly such a shared vector (results/laptop/REPORT.md 7b)."""
+    valid = (torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+    mean = (tokens * valid).sum(1, keepdim=True) / lengths.clamp(min=1)[:, None, None].to(tokens.dtype)
+    return torch.where(valid, tokens - mean, tokens)
 
 
 def label_predicting_positions(targets: torch.Tensor) -> torch.Tensor:

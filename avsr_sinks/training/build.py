@@ -128,6 +128,7 @@ def build_model(cfg: Mapping, vocabulary: list[str] | None = None) -> LlamaAVSR:
         projector_layer_norm=projector.get("layer_norm", False),
         projector_matches_embedding_norm=projector.get("match_embedding_norm", False),
         projector_ctc_weight=float(projector.get("ctc_weight", 0.0)),
+        projector_centers_tokens=bool(projector.get("center_tokens", False)),
         prompt=cfg["task"].get("prompt"),
         decorrelation=DecorrelationSettings(
             weight=float(decor["lambda"]),

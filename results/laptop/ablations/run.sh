@@ -34,6 +34,7 @@ run() {
     lora_all_data10x_voices) ablation lora_all_data10x_voices data.espeak.n_train=30000 \
                      'model.llm.lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]' \
                      "+data.espeak.train_voices=$(python -c 'from avsr_sinks.data.espeak_corpus import MORE_TRAIN_VOICES as v; print("[" + ",".join(v) + "]")')" ;;
+    center)        ablation center model.projector.center_tokens=true ;;        # no shared vector in the audio tokens
     ctc)           ablation ctc model.projector.ctc_weight=1.0 ;;              # projector spells the LLM's tokens
     batch2x)       ablation batch2x data.max_frames=800 ;;                          # half the updates per utterance
     *) echo "unknown ablation $1" >&2; exit 2 ;;
