@@ -3,10 +3,14 @@
 import itertools
 import math
 
+import lightning as L
+import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from avsr_sinks.model.alignment import embedding_ctc_loss
-from avsr_sinks.model.avsr import LlamaAVSR
+from avsr_sinks.model.avsr import GenerationSettings, LlamaAVSR
+from avsr_sinks.training.module import AVSRModule, OptimSettings
 from conftest import FrameEncoder
 
 
@@ -49,13 +53,18 @@ def test_empty_and_unalignable_transcripts_add_nothing():
     assert float(embedding_ctc_loss(features[:1], torch.tensor([2]), embeddings, blank, [[0, 1, 2]])) == 0.0
 
 
-def test_model_adds_the_weighted_ctc_and_trains_only_the_projector_path_with_it(tiny_llm):
+def _asr_model_and_batch(tiny_llm, **settings):
     llm, tok, special = tiny_llm
     torch.manual_seed(0)
-    model = LlamaAVSR(llm, tok, special, "asr", [2], audio_encoder=FrameEncoder("audio", hop=100),
-                      projector_ctc_weight=0.5)
+    model = LlamaAVSR(llm, tok, special, "asr", [2], audio_encoder=FrameEncoder("audio", hop=100), **settings)
     batch = {"audio": torch.randn(2, 1200), "audio_lengths": torch.tensor([1200, 800]),
              "text": ["one two three", "red"], "ids": ["a", "b"]}
+    return model, batch
+
+
+def test_model_adds_the_weighted_ctc_and_trains_only_the_projector_path_with_it(tiny_llm):
+    llm, tok, special = tiny_llm
+    model, batch = _asr_model_and_batch(tiny_llm, projector_ctc_weight=0.5)
     out = model(batch)
     torch.testing.assert_close(out.loss, out.ce + 0.5 * out.ctc)
     tokens = model.encode(batch)["audio"]
@@ -91,3 +100,40 @@ def test_model_with_centred_tokens_feeds_the_llm_zero_mean_audio(tiny_llm):
         tokens = model.encode(batch)["audio"]
     for i, n in enumerate(tokens.lengths.tolist()):
         assert tokens.features[i, :n].mean(0).abs().max() < 1e-5
+
+
+def test_ctc_warmup_trains_the_projector_alone_then_the_llm_with_its_own_schedule(tiny_llm):
+    """model.projector.ctc_warmup_steps=2: steps 1-2 run no LLM forward and leave LoRA as it was;
+    the lr restarts its warm-up at step 3, where LoRA starts to move."""
+    llm = tiny_llm[0]
+    model, batch = _asr_model_and_batch(tiny_llm, projector_ctc_warmup_steps=2)
+    llm_calls = []
+    llm.register_forward_hook(lambda *_: llm_calls.append(1))
+    snapshots, lrs = [], []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, module, *_):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+        def on_train_batch_end(self, trainer, module, *_):
+            snapshots.append(({n: p.detach().clone() for n, p in module.model.named_parameters() if p.requires_grad},
+                              len(llm_calls)))
+
+    module = AVSRModule(model, OptimSettings(lr=1e-2, warmup_steps=2), GenerationSettings(num_beams=1, max_new_tokens=2))
+    trainer = L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[Record()],
+                        limit_val_batches=0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    trainer.fit(module, train_dataloaders=DataLoader([batch] * 4, batch_size=None))
+
+    def moved(old, new, part):
+        return [n for n in old if part in n and not torch.equal(old[n], new[n])]
+
+    lora = [n for n in before if "lora_" in n]
+    assert lora and snapshots[1][1] == 0, "the warm-up steps ran the LLM"
+    assert not moved(before, snapshots[1][0], "lora_") and not moved(before, snapshots[1][0], "added_rows")
+    assert moved(before, snapshots[1][0], "projectors.") and moved(before, snapshots[1][0], "ctc_blanks")
+    assert snapshots[2][1] > 0 and moved(snapshots[1][0], snapshots[3][0], "lora_")
+    # warmup_cosine by hand: 2 warm-up steps in each stage; the first stage ends at step 2, the
+    # second spans steps 2-3 (its warm-up), the peak lr being 1e-2.
+    assert lrs == [pytest.approx(v) for v in (0.5e-2, 1e-2, 0.5e-2, 1e-2)]

@@ -107,6 +107,7 @@ class LlamaAVSR(nn.Module):
         projector_matches_embedding_norm: bool = False,
         projector_ctc_weight: float = 0.0,
         projector_centers_tokens: bool = False,
+        projector_ctc_warmup_steps: int = 0,
         prompt: str | None = None,
         decorrelation: DecorrelationSettings | None = None,
     ) -> None:
@@ -145,9 +146,12 @@ class LlamaAVSR(nn.Module):
             self._start_projectors_at_embedding_norm()
         if projector_ctc_weight < 0:
             raise ValueError(f"model.projector.ctc_weight must be >= 0, got {projector_ctc_weight}")
+        if projector_ctc_warmup_steps < 0:
+            raise ValueError(f"model.projector.ctc_warmup_steps must be >= 0, got {projector_ctc_warmup_steps}")
         self.ctc_weight = float(projector_ctc_weight)
+        self.ctc_warmup_steps = int(projector_ctc_warmup_steps)
         self.centers_tokens = projector_centers_tokens
-        if self.ctc_weight > 0:
+        if self.ctc_weight > 0 or self.ctc_warmup_steps > 0:
             # CTC's blank class, one per modality; the other classes are the frozen token embeddings.
             self.ctc_blanks = nn.ParameterDict({m: nn.Parameter(torch.zeros(width)) for m in self.modalities})
         self.prompt = prompt if prompt is not None else DEFAULT_PROMPTS[task]
@@ -242,11 +246,20 @@ class LlamaAVSR(nn.Module):
         if self.ctc_weight > 0:
             ctc = self.projector_ctc(tokens, self.tokenize_transcripts(batch["text"]))
             loss = loss + self.ctc_weight * ctc
+        elif self.ctc_warmup_steps > 0:
+            # After the warm-up the blanks are unused, but DDP waits for every parameter's gradient.
+            loss = loss + 0.0 * sum(blank.sum() for blank in self.ctc_blanks.values())
         if collector is None:
             return LossOutput(loss, ce, None, labelled, ctc, norms)
         token_mask = inputs.prefix_mask if self.decorrelation.scope == "prefix" else None
         decor = decorrelation_loss(collector.stacked(), inputs.attention_mask, token_mask, self.decorrelation.eps)
         return LossOutput(loss + self.decorrelation.weight * decor, ce, decor, labelled, ctc, norms)
+
+    def alignment_loss(self, batch: dict) -> torch.Tensor:
+        """The projector's CTC alone (:meth:`projector_ctc`), without the LLM forward: the loss of
+        the first ``ctc_warmup_steps`` training steps, which teach the projector to emit vectors
+        near the embeddings of the spoken words before the LLM has to read them."""
+        return self.projector_ctc(self.encode(batch), self.tokenize_transcripts(batch["text"]))
 
     def projector_ctc(self, tokens: dict[str, ModalityTokens], transcripts: list[list[int]]) -> torch.Tensor:
         """Mean over the modalities of :func:`~avsr_sinks.model.alignment.embedding_ctc_loss`

@@ -129,6 +129,7 @@ def build_model(cfg: Mapping, vocabulary: list[str] | None = None) -> LlamaAVSR:
         projector_matches_embedding_norm=projector.get("match_embedding_norm", False),
         projector_ctc_weight=float(projector.get("ctc_weight", 0.0)),
         projector_centers_tokens=bool(projector.get("center_tokens", False)),
+        projector_ctc_warmup_steps=int(projector.get("ctc_warmup_steps", 0)),
         prompt=cfg["task"].get("prompt"),
         decorrelation=DecorrelationSettings(
             weight=float(decor["lambda"]),

@@ -138,6 +138,7 @@ TRAIN_RULES = {
     "model.projector.kind": OneOf(*PROJECTOR_KINDS),
     "model.projector.hidden_dim": nullable(Integer(low=1)),
     "model.projector.ctc_weight": Number(low=0),
+    "model.projector.ctc_warmup_steps": Integer(low=0),
     "trainer.max_epochs": Integer(low=-1),
     "trainer.max_steps": Integer(low=-1),
     "trainer.accelerator": OneOf("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu"),
@@ -394,6 +395,11 @@ def _check_training(cfg: Mapping) -> None:
         raise ConfigError("checkpoint.average_last_k", checkpoint["average_last_k"],
                           f"averages more checkpoints than checkpoint.save_last_k={checkpoint['save_last_k']} keeps",
                           f"raise checkpoint.save_last_k to {checkpoint['average_last_k']} or more")
+    warmup, max_steps = cfg["model"]["projector"].get("ctc_warmup_steps", 0), cfg["trainer"].get("max_steps", -1)
+    if warmup and max_steps is not None and 0 <= max_steps <= warmup:
+        raise ConfigError("model.projector.ctc_warmup_steps", warmup,
+                          f"leaves no step for the LLM (trainer.max_steps={max_steps})",
+                          f"set trainer.max_steps above {warmup}, or fewer warm-up steps")
     data = cfg["data"]
     if data.get("max_frames_per_sample") is not None and data["max_frames_per_sample"] > data["max_frames"]:
         raise ConfigError("data.max_frames_per_sample", data["max_frames_per_sample"],

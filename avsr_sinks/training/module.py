@@ -12,7 +12,7 @@ from ..evaluation.wer import corpus_wer
 from ..model.added_tokens import upgrade_peft_token_keys
 from ..model.avsr import GenerationSettings, LlamaAVSR
 from ..sinks.baselines.sink_logit import MODULE_NAME as SINK_LOGIT_MODULE
-from .schedule import warmup_cosine
+from .schedule import staged_warmup_cosine
 
 
 @dataclass
@@ -107,9 +107,23 @@ class AVSRModule(L.LightningModule):
             # refuses a skipped step under DDP): zero times every trainable parameter adds nothing.
             return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
         self._trained_since_step = True
+        if self.global_step < self.model.ctc_warmup_steps:
+            return self._alignment_warmup_step(batch)
         out = self.model(batch)
         self._log_losses("train", out, len(batch["text"]))
         return out.loss
+
+    def _alignment_warmup_step(self, batch: dict) -> torch.Tensor:
+        """A step of the projector's CTC warm-up (model.projector.ctc_warmup_steps): the LLM does
+        not run and LoRA gets no gradient, so AdamW leaves it as it is (a parameter without a
+        gradient is skipped). DDP needs a gradient on every parameter: there, zero times the others."""
+        ctc = self.model.alignment_loss(batch)
+        size = len(batch["text"])
+        self.log("train/loss", ctc, batch_size=size, on_step=True, prog_bar=True)
+        self.log("train/ctc", ctc, batch_size=size, on_step=True)
+        if self.trainer.world_size > 1:
+            ctc = ctc + sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+        return ctc
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         """Lightning's step, unless no rank had a sample since the last one: AdamW would still move
@@ -147,8 +161,8 @@ class AVSRModule(L.LightningModule):
                                       betas=tuple(self.optim.betas))
         total = int(self.trainer.estimated_stepping_batches)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, partial(warmup_cosine, warmup_steps=self.optim.warmup_steps, total_steps=total, min_ratio=self.optim.min_lr_ratio)
-        )
+            optimizer, partial(staged_warmup_cosine, first_stage_steps=self.model.ctc_warmup_steps,
+                               warmup_steps=self.optim.warmup_steps, total_steps=total, min_ratio=self.optim.min_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def configure_model(self) -> None:

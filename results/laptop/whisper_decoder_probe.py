@@ -12,7 +12,7 @@ Greedy test WER on the first N test utterances (held-out voices, encoded here) b
 150 steps.
 Writes results/laptop/whisper_decoder_probe.json (whisper_decoder_probe_train30000.json with
 --n-train 30000, the 10x corpus, whose batches are encoded here when no cache holds them;
-_more_voices with --more-voices).
+_more_voices with --more-voices, _<N>steps with --steps other than 600).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     result = {"n_train": args.n_train, "train_voices": len(voices.get("train_voices", DEFAULT_TRAIN_VOICES)), "steps": args.steps, "lr": args.lr, "max_frames": args.max_frames, "test_utterances": len(test),
               "test_wer_curve": curve, "minutes": (time.perf_counter() - started) / 60}
     name = "whisper_decoder_probe" + ("" if args.n_train == 3000 else f"_train{args.n_train}") + (
-        "_more_voices" if args.more_voices else "")
+        "_more_voices" if args.more_voices else "") + ("" if args.steps == 600 else f"_{args.steps}steps")
     (Path(__file__).parent / f"{name}.json").write_text(json.dumps(result, indent=1))
     return 0
 

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/../../.."
 export WANDB_MODE=${WANDB_MODE:-disabled} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 OUT=outputs/laptop/ablations
 STEPS=${STEPS:-600}
+VAL_EVERY=${VAL_EVERY:-150}
 
 ablation() {  # name, overrides...; a run with a checkpoint continues from it (a killed session's)
   local name=$1; shift
@@ -17,7 +18,7 @@ ablation() {  # name, overrides...; a run with a checkpoint continues from it (a
     python scripts/train.py resume="$OUT/$name"
     return
   fi
-  python scripts/train.py experiment=laptop_asr trainer.max_steps="$STEPS" +trainer.val_check_interval=150 \
+  python scripts/train.py experiment=laptop_asr trainer.max_steps="$STEPS" +trainer.val_check_interval="$VAL_EVERY" \
     trainer.check_val_every_n_epoch=null checkpoint.every_n_steps=100 run_test=false "$@" hydra.run.dir="$OUT/$name"
 }
 
@@ -36,6 +37,7 @@ run() {
                      "+data.espeak.train_voices=$(python -c 'from avsr_sinks.data.espeak_corpus import MORE_TRAIN_VOICES as v; print("[" + ",".join(v) + "]")')" ;;
     center)        ablation center model.projector.center_tokens=true ;;        # no shared vector in the audio tokens
     ctc)           ablation ctc model.projector.ctc_weight=1.0 ;;              # projector spells the LLM's tokens
+    ctc_warmup)    ablation ctc_warmup model.projector.ctc_warmup_steps=1200 ;;   # that CTC alone first, then the LLM
     batch2x)       ablation batch2x data.max_frames=800 ;;                          # half the updates per utterance
     *) echo "unknown ablation $1" >&2; exit 2 ;;
   esac
