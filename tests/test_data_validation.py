@@ -109,7 +109,7 @@ def _optimizer_steps(module, other_rank_trained: bool) -> int:
     """Run the module's optimizer step once, the other rank having had samples when
     ``other_rank_trained``; returns how many times the optimizer stepped (0 or 1)."""
     steps = []
-    module.trainer = SimpleNamespace(strategy=SimpleNamespace(reduce_boolean_decision=lambda own, all: own or other_rank_trained))
+    module.trainer = SimpleNamespace(global_step=0, world_size=1, strategy=SimpleNamespace(reduce_boolean_decision=lambda own, all: own or other_rank_trained))
     module.optimizer_step(0, 0, SimpleNamespace(step=lambda closure: steps.append(closure())), lambda: torch.tensor(0.0))
     return len(steps)
 

@@ -10,12 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export WANDB_MODE=${WANDB_MODE:-disabled}
 OUT=outputs/laptop
-RES=results/laptop
-STEPS=${STEPS:-2400}
+# The CTC-warm-up recipe's runs; sections 2-7b of REPORT.md came from the earlier preset (results/laptop/<run>).
+RES=${RES:-results/laptop/ctc_recipe}
+STEPS=${STEPS:-}  # empty: the preset's trainer.max_steps
 
 train_eval_analyze() {  # name, train overrides...
   local name=$1; shift
-  python scripts/train.py experiment=laptop_asr trainer.max_steps="$STEPS" "$@" hydra.run.dir="$OUT/$name"
+  python scripts/train.py experiment=laptop_asr ${STEPS:+trainer.max_steps="$STEPS"} "$@" hydra.run.dir="$OUT/$name"
   local ckpt="$OUT/$name/checkpoints/last.ckpt"
   python scripts/eval.py ckpt="$ckpt" data=librivox hydra.run.dir="$OUT/$name/librivox"
   python scripts/analyze.py ckpt="$ckpt" num_samples=5 hydra.run.dir="$OUT/$name/analysis"
