@@ -39,6 +39,10 @@ collect() {  # copy the small result files of a run into results/laptop/<run>
   fi
   cp "$OUT/$name/analysis/summary.json" "$dest/sink_summary.json"
   cp "$(ls -d "$OUT/$name"/analysis/*/ | head -1)"*.png "$dest/figures/"
+  # The trained parameters (LoRA, projector) and the run config, without optimizer state (~9 MB):
+  # scripts/eval.py and analyze.py take it as ckpt= on any machine with the same weights and corpus.
+  python -c "import sys; from avsr_sinks.training.checkpoints import average_checkpoints as a; a([sys.argv[1]], sys.argv[2])" \
+    "$OUT/$name/checkpoints/last.ckpt" "$dest/trained.ckpt"
 }
 
 act_search() {  # run-name prefix ("" for compression 4, c16_), layer where the base's <audio> sink peaks
@@ -74,6 +78,10 @@ run() {
     lambda1e4)        train_eval_analyze lambda1e4 decor.lambda=10000 ;;
     c16_lambda0)      train_eval_analyze c16_lambda0 compression=16 decor.lambda=0 ;;
     c16_lambda100)    train_eval_analyze c16_lambda100 compression=16 decor.lambda=100 ;;
+    # Second seeds (initialisation, data order, dropout; the corpus is data.espeak.seed's): the WER
+    # difference between λ 0 and 100 is read against the spread between seeds.
+    c16_lambda0_seed2)   train_eval_analyze c16_lambda0_seed2 compression=16 decor.lambda=0 seed=1235 ;;
+    c16_lambda100_seed2) train_eval_analyze c16_lambda100_seed2 compression=16 decor.lambda=100 seed=1235 ;;
     # Sink logits move about their lr per step (own AdamW group): 0.03 lets them travel from -8 to
     # the attention logits' scale within the cosine schedule (at the LLM's 1e-3, at most ~1.2).
     sink_logit)       train_eval_analyze sink_logit baseline.kind=sink_logit optim.sink_logit_lr=0.03 ;;

@@ -1,8 +1,9 @@
-"""results/laptop/summary.json: one entry per run of the laptop experiments, machine-readable.
+"""results/laptop/summary.json: one entry per run of the laptop experiments, machine-readable,
+and results/laptop/ctc_recipe/val_wer_curves.png, their validation WER against the step.
 
     python results/laptop/summary.py
 
-Reads the result folders that run_all.sh's ``collect`` fills (results/laptop/<run>/: config.yaml,
+Reads the result folders that run_all.sh's ``collect`` fills (results/laptop/ctc_recipe/<run>/: config.yaml,
 train_metrics.csv, espeak_test_wer.json + espeak_test_utterances.csv, librivox_wer.json,
 sink_summary.json) and the ACT rows of the comparison tables (<prefix>comparison.json, ACT
 being applied at test time to the λ = 0 model). Folders without a config.yaml (runs of sessions
@@ -21,6 +22,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+RUNS = HERE / "ctc_recipe"  # the current recipe's runs; the earlier preset's stay in results/laptop/<run>
 
 
 def method_of(config: dict) -> str:
@@ -82,7 +84,7 @@ def run_entry(folder: Path) -> dict:
 def act_entries(runs: dict[str, dict]) -> list[dict]:
     """ACT rows of each comparison table, attached to the λ = 0 run they were applied to."""
     entries = []
-    for table in sorted(HERE.glob("*comparison.json")):
+    for table in sorted(RUNS.glob("*comparison.json")):
         for row in json.loads(table.read_text()):
             if row["method"] != "act":
                 continue
@@ -98,7 +100,7 @@ def act_entries(runs: dict[str, dict]) -> list[dict]:
 
 def main() -> int:
     runs, skipped = {}, []
-    for folder in sorted(p for p in HERE.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in RUNS.iterdir() if p.is_dir()):
         if (folder / "config.yaml").is_file():
             runs[folder.name] = run_entry(folder)
         elif (folder / "train_metrics.csv").is_file() or (folder / "sink_summary.json").is_file():
@@ -108,7 +110,32 @@ def main() -> int:
     entries = list(runs.values()) + act_entries(runs)
     (HERE / "summary.json").write_text(json.dumps(entries, indent=1) + "\n")
     print(f"{HERE / 'summary.json'}: {len(entries)} runs")
+    plot_curves(list(runs.values()), RUNS / "val_wer_curves.png")
     return 0
+
+
+def plot_curves(entries: list[dict], output: Path) -> None:
+    """Validation WER (the training voices, decoded as the run's generation settings say) against the step."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed (pip install -e .[plots]): no curves figure", file=sys.stderr)
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for entry in entries:
+        if entry["val_wer_curve"]:
+            steps, wers = zip(*entry["val_wer_curve"])
+            ax.plot(steps, [100 * w for w in wers], marker="o", markersize=3, label=entry["name"])
+    ax.set(xlabel="training step", ylabel="validation WER % (training voices)", ylim=(0, 100),
+           title="laptop_asr runs (the first model.projector.ctc_warmup_steps train the projector alone)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(output, dpi=120)
+    print(f"{output}")
 
 
 if __name__ == "__main__":
