@@ -137,3 +137,29 @@ def test_ctc_warmup_trains_the_projector_alone_then_the_llm_with_its_own_schedul
     # warmup_cosine by hand: 2 warm-up steps in each stage; the first stage ends at step 2, the
     # second spans steps 2-3 (its warm-up), the peak lr being 1e-2.
     assert lrs == [pytest.approx(v) for v in (0.5e-2, 1e-2, 0.5e-2, 1e-2)]
+
+
+def test_validation_during_the_ctc_warmup_scores_the_projector_alone(tiny_llm):
+    """Before the LLM has trained, validation runs no LLM (its decodes would run to the token
+    limit and say nothing) and logs the projector's CTC; from the first LLM step on, the WER."""
+    llm = tiny_llm[0]
+    model, batch = _asr_model_and_batch(tiny_llm, projector_ctc_warmup_steps=2)
+    llm_calls, validations = [], []
+    llm.register_forward_hook(lambda *_: llm_calls.append(1))
+
+    class Record(L.Callback):
+        def on_validation_start(self, trainer, module):
+            self.calls_before = len(llm_calls)
+
+        def on_validation_end(self, trainer, module):
+            validations.append((trainer.global_step, len(llm_calls) - self.calls_before, set(trainer.callback_metrics)))
+
+    module = AVSRModule(model, OptimSettings(lr=1e-2, warmup_steps=2), GenerationSettings(num_beams=1, max_new_tokens=2))
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[Record()],
+                        val_check_interval=1, check_val_every_n_epoch=None, limit_val_batches=1, num_sanity_val_steps=0)
+    trainer.fit(module, train_dataloaders=DataLoader([batch] * 3, batch_size=None),
+                val_dataloaders=DataLoader([batch], batch_size=None))
+    assert [(step, calls > 0) for step, calls, _ in validations] == [(1, False), (2, True), (3, True)]
+    assert "val/ctc" in validations[0][2] and "val/wer" not in validations[0][2]
+    assert "val/wer" in validations[1][2]

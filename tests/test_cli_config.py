@@ -131,6 +131,8 @@ INVOCATIONS = [
     ("train", ["model.projector.ctc_warmup_steps=-1"], "model.projector.ctc_warmup_steps", "integer >= 0"),
     ("train", ["model.projector.ctc_warmup_steps=50", "trainer.max_steps=50"], "model.projector.ctc_warmup_steps",
      "no step for the LLM"),
+    ("train", ["model.audio_encoder.num_layers=0"], "model.audio_encoder.num_layers", "integer >= 1"),
+    ("train", ["model.audio_encoder.num_layers=3"], "model.audio_encoder.num_layers", "has 2 layers"),  # the demo's Whisper
     ("eval", [], "ckpt", "is not set"),
     ("eval", ["ckpt=/no/such/last.ckpt"], "ckpt", "does not exist"),
     ("eval", ["ckpt={ckpt}", "split=train"], "split", "one of test, val"),

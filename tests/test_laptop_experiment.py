@@ -44,7 +44,8 @@ def test_laptop_asr_trains_and_decodes_a_few_steps(cache, tmp_path, decor_lambda
 
     overrides = ["experiment=laptop_asr", f"data.cache_dir={cache}", "data.espeak.n_train=8", "data.espeak.n_val=2",
                  "data.espeak.n_test=3", "data.max_frames=300", "data.num_workers=0", "trainer.max_steps=2",
-                 "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false", "logger.wandb.enabled=false",
+                 # one step of the projector's CTC warm-up, one of the LLM, then a validation
+                 "model.projector.ctc_warmup_steps=1", "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false", "logger.wandb.enabled=false",
                  "generation.num_beams=1", "generation.max_new_tokens=6", f"decor.lambda={decor_lambda}",
                  f"output_dir={tmp_path}"]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
@@ -58,6 +59,8 @@ def test_laptop_asr_trains_and_decodes_a_few_steps(cache, tmp_path, decor_lambda
     metrics = list(csv.DictReader(open(tmp_path / "csv" / "version_0" / "metrics.csv")))
     steps_with_decor = [row for row in metrics if row.get("train/decor")]
     assert bool(steps_with_decor) == (decor_lambda > 0)
+    assert [row["step"] for row in metrics if row.get("train/ce")] == ["1"]  # step 0 trained the projector alone
+    assert any(row.get("val/wer") for row in metrics)
     # The corpus WER is errors over reference words of the per-utterance file, recounted by jiwer.
     errors = 0
     for row in rows:

@@ -7,6 +7,7 @@ from torch import nn
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisperEncoder
 
+from avsr_sinks.data.feature_cache import encoder_fingerprint
 from avsr_sinks.encoders.whisper import WhisperEncoder
 
 SR = 16_000
@@ -61,6 +62,27 @@ def test_pad_to_30s_equals_transformers_on_padded_mel(tiny_whisper_dir):
         reference = _hf_encoder(tiny_whisper_dir)(mel).last_hidden_state
     for i, n in enumerate(frames.tolist()):
         torch.testing.assert_close(features[i, :n], reference[i, :n], atol=1e-4, rtol=1e-4)
+
+
+def test_num_layers_returns_that_layer_of_transformers_hidden_states(tiny_whisper_dir):
+    """transformers' hidden_states[1] is the stream after the first of the 2 layers, before the
+    final LayerNorm (which only the last layer's output gets): what num_layers=1 feeds on."""
+    encoder = WhisperEncoder.from_pretrained(str(tiny_whisper_dir), pad_to_30s=True, num_layers=1)
+    extractor = WhisperFeatureExtractor.from_pretrained(tiny_whisper_dir)
+    waves = [_audio(0.5, 3), _audio(3.3, 4)]
+    features, frames = encoder(*_batch(waves))
+    mel = extractor([w.numpy() for w in waves], sampling_rate=SR, return_tensors="pt").input_features
+    with torch.no_grad():
+        hidden = _hf_encoder(tiny_whisper_dir)(mel, output_hidden_states=True).hidden_states
+    assert len(hidden) == 3 and not torch.allclose(hidden[1], hidden[2])
+    for i, n in enumerate(frames.tolist()):
+        torch.testing.assert_close(features[i, :n], hidden[1][i, :n], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"num_layers=3: this Whisper encoder has 2 layers"):
+        WhisperEncoder.from_pretrained(str(tiny_whisper_dir), num_layers=3)
+    # A feature cache of the cut encoder is not the whole encoder's, and the whole one's is as before.
+    whole, also_whole = (WhisperEncoder.from_pretrained(str(tiny_whisper_dir), pad_to_30s=True, num_layers=n) for n in (None, 2))
+    fingerprints = [encoder_fingerprint(e, {})[0] for e in (encoder, whole, also_whole)]
+    assert fingerprints[0] != fingerprints[1] == fingerprints[2]
 
 
 def test_unpadded_sample_equals_transformers_with_cut_position_table(tiny_whisper_dir):

@@ -9,6 +9,9 @@ Two modes:
   Each sample's features equal those of the sample encoded alone: its log-mel is computed on
   its own samples, and the two convolutions see zeros past its end, as a lone sample's
   convolution padding (so a feature cache built in any batches equals the live encoder).
+
+``num_layers`` keeps only the first N transformer layers and returns their output (the residual
+stream, without the final LayerNorm, which belongs to the last layer's output); None keeps all.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisperEncoder
 
@@ -31,13 +35,15 @@ class WhisperEncoder(FrozenEncoder):
 
     frame_rate = 50
 
-    def __init__(self, config: WhisperConfig, pad_to_30s: bool = True, trainable: bool = False) -> None:
+    def __init__(self, config: WhisperConfig, pad_to_30s: bool = True, trainable: bool = False,
+                 num_layers: int | None = None) -> None:
         super().__init__(trainable)
-        self._setup(HFWhisperEncoder(config), WhisperFeatureExtractor(feature_size=config.num_mel_bins), pad_to_30s)
+        self._setup(HFWhisperEncoder(config), WhisperFeatureExtractor(feature_size=config.num_mel_bins), pad_to_30s,
+                    num_layers)
 
     @classmethod
     def from_pretrained(cls, path_or_hub_name: str, pad_to_30s: bool = True, trainable: bool = False,
-                        dtype: torch.dtype | None = None) -> "WhisperEncoder":
+                        dtype: torch.dtype | None = None, num_layers: int | None = None) -> "WhisperEncoder":
         """Load the encoder of any HF Whisper checkpoint (tiny..large-v3) and its feature extractor."""
         model = WhisperModel.from_pretrained(path_or_hub_name, dtype=dtype)
         lacks_extractor = os.path.isdir(path_or_hub_name) and not os.path.isfile(
@@ -52,12 +58,23 @@ class WhisperEncoder(FrozenEncoder):
                 f"config.json has num_mel_bins={model.config.num_mel_bins}; fix the checkpoint folder")
         encoder = cls.__new__(cls)
         FrozenEncoder.__init__(encoder, trainable)
-        encoder._setup(model.encoder, extractor, pad_to_30s)
+        encoder._setup(model.encoder, extractor, pad_to_30s, num_layers)
         return encoder
 
-    def _setup(self, hf_encoder: HFWhisperEncoder, extractor: WhisperFeatureExtractor, pad_to_30s: bool) -> None:
+    def _setup(self, hf_encoder: HFWhisperEncoder, extractor: WhisperFeatureExtractor, pad_to_30s: bool,
+               num_layers: int | None) -> None:
         if extractor.sampling_rate != SAMPLE_RATE:
             raise ValueError(f"Whisper feature extractor expects {extractor.sampling_rate} Hz; this project feeds 16 kHz")
+        layers = len(hf_encoder.layers)
+        if num_layers is not None and not 1 <= num_layers <= layers:
+            raise ValueError(f"model.audio_encoder.num_layers={num_layers}: this Whisper encoder has {layers} layers; "
+                             f"give 1..{layers}, or null for all of them")
+        if num_layers is not None and num_layers < layers:
+            # Cut, not skipped: the dropped layers' weights and config leave the feature cache's
+            # fingerprint, so a cut encoder's cache differs from the whole one's, which stays as it was.
+            hf_encoder.layers = hf_encoder.layers[:num_layers]
+            hf_encoder.layer_norm = nn.Identity()
+            hf_encoder.config.encoder_layers = num_layers
         self.encoder = hf_encoder
         self.pad_to_30s = pad_to_30s
         self.n_fft = extractor.n_fft

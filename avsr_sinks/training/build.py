@@ -42,8 +42,10 @@ def frozen_dtype(name: str | None, trainer: Mapping, trainable: bool = False) ->
 
 def build_audio_encoder(enc: Mapping, dtype: torch.dtype = torch.float32):
     if not _is_missing(enc.get("path")):
-        return WhisperEncoder.from_pretrained(enc["path"], pad_to_30s=enc["pad_to_30s"], trainable=enc["trainable"], dtype=dtype)
-    encoder = WhisperEncoder(WhisperConfig(**dict(enc["config"])), pad_to_30s=enc["pad_to_30s"], trainable=enc["trainable"])
+        return WhisperEncoder.from_pretrained(enc["path"], pad_to_30s=enc["pad_to_30s"], trainable=enc["trainable"], dtype=dtype,
+                                              num_layers=enc.get("num_layers"))
+    encoder = WhisperEncoder(WhisperConfig(**dict(enc["config"])), pad_to_30s=enc["pad_to_30s"], trainable=enc["trainable"],
+                             num_layers=enc.get("num_layers"))
     encoder.encoder.to(dtype)
     return encoder
 

@@ -130,6 +130,7 @@ TRAIN_RULES = {
     "model.audio_encoder.kind": OneOf("whisper"),
     "model.audio_encoder.path": nullable(ExistingPath("dir")),
     "model.audio_encoder.config": nullable(MappingOf()),
+    "model.audio_encoder.num_layers": nullable(Integer(low=1)),
     "model.video_encoder.kind": OneOf("avhubert"),
     "model.video_encoder.checkpoint": nullable(ExistingPath("file")),
     "model.video_encoder.config": nullable(MappingOf()),
@@ -387,6 +388,8 @@ def _check_model(cfg: Mapping) -> None:
                               f"set model.{encoder}.dtype=float32 (or auto), or model.{encoder}.trainable=false")
     _check_tiny_llm(model["llm"])
     _check_decor_layers(cfg["decor"], llm_layer_count(model["llm"]))
+    if "audio" in modalities:
+        _check_whisper_layers(model["audio_encoder"])
 
 
 def _check_training(cfg: Mapping) -> None:
@@ -452,6 +455,22 @@ def llm_layer_count(llm: Mapping) -> int | None:
         return None
     config = json.loads(config_file.read_text())
     return config.get("num_hidden_layers") or (config.get("text_config") or {}).get("num_hidden_layers")
+
+
+def _check_whisper_layers(encoder: Mapping) -> None:
+    """model.audio_encoder.num_layers within the encoder's layers, from its config (no weights)."""
+    wanted = encoder.get("num_layers")
+    if wanted is None:
+        return
+    if not _is_missing(encoder.get("path")):
+        config_file = Path(str(encoder["path"])).expanduser() / "config.json"
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    else:
+        config = encoder.get("config") or {}
+    layers = config.get("encoder_layers")
+    if layers is not None and wanted > layers:
+        raise ConfigError("model.audio_encoder.num_layers", wanted, f"the Whisper encoder has {layers} layers",
+                          f"give 1..{layers}, or null for all of them")
 
 
 def _check_decor_layers(decor: Mapping, num_layers: int | None) -> None:
