@@ -1,15 +1,16 @@
 """How fast can the projector alone learn to spell the words in SmolLM2's own token embeddings?
 
-    python results/laptop/ctc_projector_probe.py [--steps 1500] [--lr 1e-3] [--n-test 100]
+    python results/laptop/ctc_projector_probe.py [--steps 1500] [--lr 1e-3] [--n-test 100] [--num-layers N]
 
 The laptop recipe's projector (avg-pool 4 + Linear-ReLU-Linear, as experiment=laptop_asr) on the
-frozen Whisper tiny.en features (the laptop run's feature cache), trained with nothing but the
+frozen Whisper tiny.en features (encoded once, held in memory; --num-layers N: the output of its
+N-th layer, as model.audio_encoder.num_layers), trained with nothing but the
 CTC of model.projector.ctc_weight (avsr_sinks/model/alignment.py): each projected token scored
 against SmolLM2's frozen embedding rows and a blank. No LLM runs, so a step costs a small share of
 a training step. Greedy CTC decoding (best class per token, repeats merged, blanks dropped, the
 tokens detokenised) gives a WER on held-out-voice test utterances, before and every --every
 steps: how much of the transcript the projected tokens spell, in the LLM's input space, before
-the LLM reads them. Writes results/laptop/ctc_projector_probe.json.
+the LLM reads them. Writes results/laptop/ctc_projector_probe[_c<rate>][_layers<N>].json.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from avsr_sinks.evaluation.wer import normalize_text  # noqa: E402
 from avsr_sinks.model.alignment import embedding_ctc_loss  # noqa: E402
 from avsr_sinks.model.compressor import build_compressor  # noqa: E402
 from avsr_sinks.model.projector import build_projector  # noqa: E402
-from whisper_decoder_probe import live_features, open_cache  # noqa: E402
+from whisper_decoder_probe import live_features  # noqa: E402
 
 
 def greedy_ctc_texts(features, lengths, embeddings, blank, tokenizer) -> list[str]:
@@ -57,6 +58,7 @@ def main(argv=None) -> int:
     parser.add_argument("--compression", type=int, default=4)
     parser.add_argument("--n-test", type=int, default=100)
     parser.add_argument("--every", type=int, default=250)
+    parser.add_argument("--num-layers", type=int, default=None, help="Whisper encoder layers to run (default: all 4)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -66,9 +68,10 @@ def main(argv=None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(llm_dir)
     embeddings = AutoModelForCausalLM.from_pretrained(llm_dir).get_input_embeddings().weight.detach()
     corpus = ensure_espeak_corpus(cache_dir / "espeak", EspeakCorpusConfig())
-    encoder = WhisperEncoder.from_pretrained(str(cache_dir / "weights" / "whisper-tiny.en"), pad_to_30s=False)
-    cache = open_cache(cache_dir, encoder, corpus.root)
+    encoder = WhisperEncoder.from_pretrained(str(cache_dir / "weights" / "whisper-tiny.en"), pad_to_30s=False,
+                                             num_layers=args.num_layers)
     rows = AVSRDataset(corpus.root, corpus.train_csv, modalities=("audio",), augment=False).rows
+    train = [features.half() for _, features in live_features(encoder, corpus.train_csv, corpus.root, len(rows))]
     test = live_features(encoder, corpus.test_csv, corpus.root, args.n_test)
     compressor = build_compressor("avg-pool", args.compression)
     projector = build_projector("mlp", compressor.output_dim(encoder.output_dim), embeddings.shape[1])
@@ -94,7 +97,7 @@ def main(argv=None) -> int:
     while step < args.steps:
         sampler.set_epoch(epoch)
         for indices in sampler:
-            tokens, lengths = project([cache.features(rows[i].utterance_id).float() for i in indices])
+            tokens, lengths = project([train[i].float() for i in indices])
             targets = [tokenizer(rows[i].transcript, add_special_tokens=False).input_ids for i in indices]
             loss = embedding_ctc_loss(tokens, lengths, embeddings, blank, targets)
             loss.backward()
@@ -109,8 +112,10 @@ def main(argv=None) -> int:
                 break
         epoch += 1
     result = {"steps": args.steps, "lr": args.lr, "max_frames": args.max_frames, "compression": args.compression,
+              "whisper_layers": encoder.encoder.config.encoder_layers,
               "test_utterances": len(test), "test_wer_curve": curve, "minutes": (time.perf_counter() - started) / 60}
-    name = "ctc_projector_probe" + ("" if args.compression == 4 else f"_c{args.compression}")
+    name = ("ctc_projector_probe" + ("" if args.compression == 4 else f"_c{args.compression}")
+            + ("" if args.num_layers is None else f"_layers{args.num_layers}"))
     (Path(__file__).parent / f"{name}.json").write_text(json.dumps(result, indent=1))
     return 0
 
