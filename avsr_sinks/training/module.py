@@ -137,9 +137,10 @@ class AVSRModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if not batch["ids"]:  # every sample skipped; validation has no per-step collective to keep in step
             return
-        if self.global_step < self.model.ctc_warmup_steps:
-            # The LLM has not trained yet: its loss and decodes would say nothing, and an untrained
-            # reader's decodes run to the token limit (minutes of the warm-up's budget on a CPU).
+        if self.global_step <= self.model.ctc_warmup_steps:
+            # The LLM has not trained yet (nor has it right at the warm-up's end): its loss and
+            # decodes would say nothing, and an untrained reader's decodes run to the token limit
+            # (minutes of the budget on a CPU).
             self.log("val/ctc", self.model.alignment_loss(batch), batch_size=len(batch["text"]), sync_dist=True)
             return
         out = self.model(batch)

@@ -38,9 +38,20 @@ def compression_of(config: dict) -> int:
 
 
 def csv_wer(path: Path) -> float:
-    """Total errors over total reference words of a per-utterance CSV."""
-    rows = list(csv.DictReader(path.open()))
-    return sum(int(r["errors"]) for r in rows) / sum(int(r["reference_words"]) for r in rows)
+    """The corpus WER of a per-utterance CSV, recounted by jiwer from its (normalised) reference
+    and hypothesis columns, not from the error counts the evaluation wrote beside them."""
+    import jiwer
+
+    errors = words = 0
+    for row in csv.DictReader(path.open()):
+        reference, hypothesis = row["reference"].split(), row["hypothesis"].split()
+        words += len(reference)
+        if not hypothesis:  # jiwer refuses an empty hypothesis: every reference word is deleted
+            errors += len(reference)
+            continue
+        out = jiwer.process_words(" ".join(reference), " ".join(hypothesis))
+        errors += out.substitutions + out.deletions + out.insertions
+    return errors / words
 
 
 def metrics(folder: Path) -> tuple[int | None, float | None, list[list[float]]]:
@@ -115,7 +126,8 @@ def main() -> int:
 
 
 def plot_curves(entries: list[dict], output: Path) -> None:
-    """Validation WER (the training voices, decoded as the run's generation settings say) against the step."""
+    """Validation WER (the training voices, decoded as the run's generation settings say) against
+the step, one line per run, and its test WER (the held-out voices) as a star at its last step."""
     try:
         import matplotlib
     except ImportError:
@@ -128,8 +140,11 @@ def plot_curves(entries: list[dict], output: Path) -> None:
     for entry in entries:
         if entry["val_wer_curve"]:
             steps, wers = zip(*entry["val_wer_curve"])
-            ax.plot(steps, [100 * w for w in wers], marker="o", markersize=3, label=entry["name"])
-    ax.set(xlabel="training step", ylabel="validation WER % (training voices)", ylim=(0, 100),
+            line, = ax.plot(steps, [100 * w for w in wers], marker="o", markersize=3, label=f"{entry['name']}: validation, training voices")
+            if entry["espeak_test_wer"] is not None:  # the held-out voices, after the last step
+                ax.plot(steps[-1], 100 * entry["espeak_test_wer"], marker="*", markersize=12, color=line.get_color(),
+                        linestyle="none", label=f"{entry['name']}: test WER, held-out voices")
+    ax.set(xlabel="training step", ylabel="WER %", ylim=(0, 100),
            title="laptop_asr runs (the first model.projector.ctc_warmup_steps train the projector alone)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
