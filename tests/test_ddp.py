@@ -164,6 +164,8 @@ def _scripted_hypothesis(index, text):
 
 
 class ScriptedModel(nn.Module):
+    ctc_warmup_steps = 0  # as LlamaAVSR without model.projector.ctc_warmup_steps
+
     def __init__(self) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(()))

@@ -137,7 +137,8 @@ class AVSRModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         if not batch["ids"]:  # every sample skipped; validation has no per-step collective to keep in step
             return
-        if self.global_step <= self.model.ctc_warmup_steps:
+        warmup = self.model.ctc_warmup_steps
+        if warmup and self.global_step <= warmup:
             # The LLM has not trained yet (nor has it right at the warm-up's end): its loss and
             # decodes would say nothing, and an untrained reader's decodes run to the token limit
             # (minutes of the budget on a CPU).
