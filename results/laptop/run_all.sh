@@ -39,8 +39,8 @@ collect() {  # copy the small result files of a run into results/laptop/<run>
   fi
   cp "$OUT/$name/analysis/summary.json" "$dest/sink_summary.json"
   cp "$(ls -d "$OUT/$name"/analysis/*/ | head -1)"*.png "$dest/figures/"
-  # The trained parameters (LoRA, projector) and the run config, without optimizer state (~9 MB):
-  # scripts/eval.py and analyze.py take it as ckpt= on any machine with the same weights and corpus.
+  # The trained parameters (LoRA, projector) and the run config, without optimizer state (~6 MB;
+  # the format of averaged.ckpt), for scripts/eval.py and analyze.py ckpt= on another machine.
   python -c "import sys; from avsr_sinks.training.checkpoints import average_checkpoints as a; a([sys.argv[1]], sys.argv[2])" \
     "$OUT/$name/checkpoints/last.ckpt" "$dest/trained.ckpt"
 }

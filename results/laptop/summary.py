@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from avsr_sinks.evaluation.wer import corpus_wer
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RUNS = HERE / "ctc_recipe"  # the current recipe's runs; the earlier preset's stay in results/laptop/<run>
@@ -38,20 +40,10 @@ def compression_of(config: dict) -> int:
 
 
 def csv_wer(path: Path) -> float:
-    """The corpus WER of a per-utterance CSV, recounted by jiwer from its (normalised) reference
-    and hypothesis columns, not from the error counts the evaluation wrote beside them."""
-    import jiwer
-
-    errors = words = 0
-    for row in csv.DictReader(path.open()):
-        reference, hypothesis = row["reference"].split(), row["hypothesis"].split()
-        words += len(reference)
-        if not hypothesis:  # jiwer refuses an empty hypothesis: every reference word is deleted
-            errors += len(reference)
-            continue
-        out = jiwer.process_words(" ".join(reference), " ".join(hypothesis))
-        errors += out.substitutions + out.deletions + out.insertions
-    return errors / words
+    """The corpus WER of a per-utterance CSV, recounted (jiwer, by ``corpus_wer``) from its
+    reference and hypothesis columns, not from the error counts the evaluation wrote beside them."""
+    rows = list(csv.DictReader(path.open()))
+    return corpus_wer([r["id"] for r in rows], [r["reference"] for r in rows], [r["hypothesis"] for r in rows]).wer
 
 
 def metrics(folder: Path) -> tuple[int | None, float | None, list[list[float]]]:
