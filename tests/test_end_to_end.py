@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import jiwer
+import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -87,6 +88,41 @@ def test_checkpoint_holds_exactly_the_trainable_parameters_and_loads_safely(trai
         loaded = model.state_dict()[key]
         assert torch.equal(loaded, checkpoint["state_dict"][f"model.{key}"])
         assert not torch.allclose(loaded, torch.ones_like(loaded))
+
+
+def test_last_checkpoint_is_the_state_training_ended_in_when_it_stops_between_validations(tmp_path, monkeypatch):
+    # Validation every 2 steps, stopped at step 3 in the middle of the first epoch (as laptop_asr
+    # stops at 4200 of ~5000): Lightning left last.ckpt at the first validation's state.
+    from avsr_sinks.training import pipeline
+
+    ended = {}
+
+    class KeepFinalState(L.Callback):
+        def on_train_end(self, trainer, pl_module):
+            ended.update(step=trainer.global_step, epoch_steps=trainer.num_training_batches,
+                         state={k: v.detach().clone() for k, v in pl_module.state_dict().items()})
+
+    callbacks = pipeline._callbacks
+    monkeypatch.setattr(pipeline, "_callbacks", lambda cfg, output_dir: [*callbacks(cfg, output_dir), KeepFinalState()])
+    out = tmp_path / "run"
+    pipeline.train(_train_cfg(tmp_path, out, "data.max_frames=40", "trainer.max_steps=3", "+trainer.val_check_interval=2",
+                              "trainer.check_val_every_n_epoch=null", "run_test=false"))
+    assert ended["step"] == 3 and ended["epoch_steps"] > 3, "the run must stop inside its first epoch"
+    last = read_checkpoint(out / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 3
+    assert all(torch.equal(value, ended["state"][key]) for key, value in last["state_dict"].items())
+    epoch = read_checkpoint(out / "checkpoints" / "epoch000.ckpt")
+    assert epoch["global_step"] == 2  # the newest validation's state
+    assert any(not torch.equal(value, epoch["state_dict"][key]) for key, value in last["state_dict"].items())
+    # Evaluation and analysis say which step's state they measured.
+    from avsr_sinks.training.analyze import analyze_checkpoint
+    from avsr_sinks.training.evaluate import evaluate_checkpoint
+
+    ckpt = out / "checkpoints" / "last.ckpt"
+    table = evaluate_checkpoint(_compose("eval", [f"ckpt={ckpt}", "generation.num_beams=1", "generation.max_new_tokens=2",
+                                                  f"output_dir={tmp_path / 'eval'}"]))
+    analysis = analyze_checkpoint(_compose("analyze", [f"ckpt={ckpt}", "num_samples=1", f"output_dir={tmp_path / 'analyze'}"]))
+    assert table["checkpoint_step"] == analysis["checkpoint_step"] == 3
 
 
 def test_eval_over_noise_levels_and_analyze(trained):

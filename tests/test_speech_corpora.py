@@ -227,6 +227,14 @@ def test_unknown_kind_names_the_key_and_the_choices():
         resolve_corpus({"kind": "nope"})
 
 
+def test_label_files_given_for_a_generated_corpus_are_refused_not_ignored(tmp_path):
+    # eval.py data.test_csv=... on an espeak checkpoint decoded the generated test split instead.
+    with pytest.raises(ValueError, match=r"data\.test_csv='other\.csv' is read only with a corpus of your own .*data=lrs3"):
+        resolve_corpus({"kind": "espeak", "cache_dir": str(tmp_path), "espeak": TINY, "test_csv": "other.csv"})
+    own = resolve_corpus({"kind": "lrs", "root": str(tmp_path), "test_csv": "mine.csv"})
+    assert own["test_csv"] == "mine.csv" and own["train_csv"] is None and own["val_csv"] is None
+
+
 @needs_librivox
 def test_librivox_datamodule_refuses_to_train_but_tests(tmp_path):
     data = _compose("train", ["task=asr", "data=librivox", f"data.cache_dir={tmp_path}", "data.num_workers=0"])["data"]

@@ -13,7 +13,7 @@ import torch
 from ..data import AVSRDataset, collate_samples
 from ..model.tasks import TASK_MODALITIES
 from ..sinks.report import sink_report
-from .checkpoints import load_trained_model
+from .checkpoints import checkpoint_step, load_trained_model
 from .datamodule import resolve_corpus, split_csv
 from .evaluate import _device
 
@@ -31,7 +31,8 @@ def analyze_checkpoint(cfg: Mapping) -> dict:
     overrides = {k: v for k, v in cfg["data"].items() if v is not None}
     model, config = load_trained_model(cfg["ckpt"], data_overrides=overrides)
     model.to(_device(cfg["device"]))
-    result = {"checkpoint": str(cfg["ckpt"]), "task": config["task"]["name"], "decor_lambda": config["decor"]["lambda"],
+    result = {"checkpoint": str(cfg["ckpt"]), "checkpoint_step": checkpoint_step(cfg["ckpt"]),
+              "task": config["task"]["name"], "decor_lambda": config["decor"]["lambda"],
               **analyze_model(model, config, cfg["split"], int(cfg["num_samples"]), Path(str(cfg["output_dir"])))}
     (Path(str(cfg["output_dir"])) / "summary.json").write_text(json.dumps(result, indent=2))
     return result

@@ -27,6 +27,12 @@ def read_checkpoint(path: str | Path) -> dict:
         raise ValueError(f"cannot read checkpoint {path} safely (weights_only=True): {err}") from err
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """The optimizer step a checkpoint holds the state of (an averaged one: its newest source's),
+    written beside evaluation and analysis results: a result says which state it measured."""
+    return read_checkpoint(path).get("global_step")
+
+
 def checkpoint_config(checkpoint: Mapping, path: str | Path) -> dict:
     config = checkpoint.get("hyper_parameters", {}).get("config")
     if not config:
@@ -53,7 +59,7 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
                 for k in keys}
     output = Path(output)
     torch.save({"state_dict": averaged, "hyper_parameters": checkpoints[-1]["hyper_parameters"],
-                "averaged_from": [str(p) for p in paths]}, output)
+                "global_step": checkpoints[-1].get("global_step"), "averaged_from": [str(p) for p in paths]}, output)
     return output
 
 

@@ -19,9 +19,18 @@ from ..data.synthetic import SyntheticCorpusConfig, ensure_synthetic_corpus
 from .config_validation import CORPUS_KINDS
 
 
+LABEL_FILE_KEYS = ("root", "train_csv", "val_csv", "test_csv")
+
+
 def resolve_corpus(data: Mapping) -> dict:
     """Root, label CSVs (None for a split the corpus lacks) and (for the demo) the vocabulary."""
     kind = data["kind"]
+    given = [key for key in LABEL_FILE_KEYS if data.get(key) is not None]
+    if kind != "lrs" and given:
+        # Silently decoding the generated corpus instead of the files named would report the wrong set.
+        raise ValueError(f"data.{given[0]}={data[given[0]]!r} is read only with a corpus of your own label files: "
+                         f"data.kind={kind} generates its corpus from data.{kind}. To decode other label files, "
+                         f"pass data=lrs3 data.root=<folder> data.test_csv=<csv>")
     if kind == "synthetic":
         fields = {k: tuple(v) if k == "vocabulary" else v for k, v in dict(data["synthetic"]).items()}
         corpus = ensure_synthetic_corpus(
@@ -40,9 +49,8 @@ def resolve_corpus(data: Mapping) -> dict:
                                         data.get("source") or LIBRIVOX_SOURCE)
         return {"root": corpus.root, "train_csv": None, "val_csv": None, "test_csv": corpus.test_csv,
                 "vocabulary": None}
-    if kind == "lrs":
-        return {"root": data["root"], "train_csv": data["train_csv"], "val_csv": data["val_csv"],
-                "test_csv": data["test_csv"], "vocabulary": None}
+    if kind == "lrs":  # a split without its CSV (eval.py data.test_csv=... alone) is absent, not an error yet
+        return {"root": data["root"], **{key: data.get(key) for key in LABEL_FILE_KEYS[1:]}, "vocabulary": None}
     raise ValueError(f"data.kind={kind!r}: choose one of {', '.join(CORPUS_KINDS)}")
 
 

@@ -15,7 +15,7 @@ from ..evaluation.runner import evaluate_loader, process_rank_and_count
 from ..sinks.baselines import apply_act, load_act_heads
 from ..model.avsr import GenerationSettings
 from ..model.tasks import TASK_MODALITIES
-from .checkpoints import load_trained_model
+from .checkpoints import checkpoint_step, load_trained_model
 from .datamodule import resolve_corpus, split_csv
 
 
@@ -115,7 +115,8 @@ def evaluate_checkpoint(cfg: Mapping) -> dict | None:
         writer.writeheader()
         writer.writerows(rows)
     act_file = (cfg.get("act") or {}).get("heads_file")
-    table = {"checkpoint": str(cfg["ckpt"]), "task": config["task"]["name"], "split": cfg["split"],
+    table = {"checkpoint": str(cfg["ckpt"]), "checkpoint_step": checkpoint_step(cfg["ckpt"]),
+             "task": config["task"]["name"], "split": cfg["split"],
              "act_heads": load_act_heads(act_file) if act_file else None, "rows": rows}
     (out_dir / "wer_table.json").write_text(json.dumps(table, indent=2))
     return table

@@ -55,19 +55,38 @@ def _loggers(cfg: Mapping, output_dir: Path) -> list:
     return loggers
 
 
+class NewestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint whose ``last.ckpt`` (with ``save_last``) is always the state
+    training ended in. Lightning rewrites ``last.ckpt`` only beside a new top-k file, and not at
+    the end of training once it has written one: a run that validates every N steps and stops
+    mid-epoch (experiment=laptop_asr: 4200 steps of a ~5000-step epoch) kept the state of its
+    first validation, and eval.py, analyze.py and the run's trained.ckpt read that instead of
+    the trained model."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.save_last or trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        if self.last_model_path and self._last_global_step_saved == trainer.global_step:
+            return  # written at this step already (an epoch end, a validation)
+        last = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+        self.last_model_path = str(last)  # before saving: it is part of the saved callback state
+        trainer.save_checkpoint(last)
+
+
 def _checkpoint_callbacks(checkpoint_cfg: Mapping, folder: Path) -> list[ModelCheckpoint]:
-    """The newest k epoch checkpoints (and ``last.ckpt``, the newest epoch's) and, every
+    """The newest k epoch checkpoints (each the newest state of its epoch: validations
+    within an epoch rewrite its file), ``last.ckpt`` (the state training ended in) and, every
     ``every_n_steps`` optimizer steps, the newest k step checkpoints. A file written again after a
     resume is replaced, not versioned (``-v1``). The step callback keeps away from ``last.ckpt``:
-    Lightning would also write it at the end of training, after the epoch callback's."""
-    def newest(filename: str, monitor: str, keep: int, **settings) -> ModelCheckpoint:
-        return ModelCheckpoint(dirpath=folder, filename=filename, auto_insert_metric_name=False, monitor=monitor,
-                               mode="max", save_top_k=keep, enable_version_counter=False, **settings)
+    the epoch callback writes it at the end of training."""
+    def newest(filename: str, keep: int, **settings) -> ModelCheckpoint:
+        return NewestCheckpoint(dirpath=folder, filename=filename, auto_insert_metric_name=False, monitor="step",
+                                mode="max", save_top_k=keep, enable_version_counter=False, **settings)
 
-    callbacks = [newest("epoch{epoch:03d}", "epoch", int(checkpoint_cfg["save_last_k"]), save_last=True)]
+    callbacks = [newest("epoch{epoch:03d}", int(checkpoint_cfg["save_last_k"]), save_last=True)]
     every = int(checkpoint_cfg.get("every_n_steps") or 0)
     if every > 0:
-        callbacks.append(newest("step{step:07d}", "step", int(checkpoint_cfg["keep_last_k_steps"]),
+        callbacks.append(newest("step{step:07d}", int(checkpoint_cfg["keep_last_k_steps"]),
                                 every_n_train_steps=every))
     return callbacks
 

@@ -62,6 +62,19 @@ def load_json(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def of_trained_state(result: dict | None, steps: int | None, path: Path) -> dict | None:
+    """``result`` (eval.py's or analyze.py's) if it measured the state training ended in, else None
+    with a line on stderr: until the fix of NewestCheckpoint, last.ckpt of a run that validated
+    every N steps kept its first validation's state (results without checkpoint_step are of then)."""
+    if result is None:
+        return None
+    if result.get("checkpoint_step") != steps:
+        print(f"left out {path.relative_to(ROOT)}: it measured the checkpoint of step {result.get('checkpoint_step')}, "
+              f"not the trained model's (step {steps})", file=sys.stderr)
+        return None
+    return result
+
+
 def run_entry(folder: Path) -> dict:
     config = yaml.safe_load((folder / "config.yaml").read_text())
     steps, minutes, curve = metrics(folder)
@@ -70,8 +83,9 @@ def run_entry(folder: Path) -> dict:
     if espeak is not None and abs(csv_wer(utterances) - espeak["wer"]) > 1e-9:
         raise ValueError(f"{utterances}: the per-utterance errors give WER {csv_wer(utterances):.6f}, "
                          f"{folder / 'espeak_test_wer.json'} says {espeak['wer']:.6f}")
-    librivox = load_json(folder / "librivox_wer.json")
-    sinks = (load_json(folder / "sink_summary.json") or {}).get("mean", {})
+    librivox = of_trained_state(load_json(folder / "librivox_wer.json"), steps, folder / "librivox_wer.json")
+    sinks = (of_trained_state(load_json(folder / "sink_summary.json"), steps, folder / "sink_summary.json")
+             or {}).get("mean", {})
     return {
         "name": folder.name, "method": method_of(config), "compression": compression_of(config),
         "lambda": float(config["decor"]["lambda"]), "seed": int(config["seed"]), "steps": steps,
