@@ -215,5 +215,8 @@ def test_sink_logit_run_trains_its_logits_and_compare_tabulates_every_method(tra
         if row["method"] != "base":
             assert row["wer_delta"] == pytest.approx(wer - base_wer)
             assert row["wer_delta_low"] <= row["wer_delta_high"]
+    # Each row names the step its checkpoint holds: the base run's, from its own training log.
+    logged = list(csv.DictReader(open(out / "csv" / "version_0" / "metrics.csv")))
+    assert rows[0]["checkpoint_step"] == 1 + max(int(r["step"]) for r in logged if r.get("train/loss"))
     table = (tmp / "compare" / "comparison.md").read_text().splitlines()
     assert len(table) == 2 + 3

@@ -23,12 +23,12 @@ from ..evaluation.significance import paired_bootstrap_wer_delta
 from ..evaluation.wer import UtteranceErrors
 from ..model.tasks import TASK_MODALITIES
 from .analyze import analyze_model
-from .checkpoints import load_trained_model
+from .checkpoints import checkpoint_step, load_trained_model
 from .datamodule import AVSRDataModule, resolve_corpus
 from .evaluate import _device, apply_act_from_config, generation_settings, split_loader
 
 COLUMNS = ["method", "wer", "wer_delta", "wer_delta_low", "wer_delta_high", "intermediate_alpha", "bos_alpha", "max_activation_ratio", "mean_bos_cosine",
-           "train_step_ms", "decode_ms_per_utterance", "checkpoint"]
+           "train_step_ms", "decode_ms_per_utterance", "checkpoint", "checkpoint_step"]
 
 
 def _train_step_ms(model, batches: list[dict], device: torch.device, passes: int) -> float:
@@ -73,7 +73,7 @@ def _measure(method: str, checkpoint: str, act: Mapping | None, cfg: Mapping, ou
     if handle is not None:
         handle.remove()
     row = {"method": method, "wer": result.wer, **sinks, "train_step_ms": step_ms,
-           "decode_ms_per_utterance": decode_ms, "checkpoint": checkpoint}
+           "decode_ms_per_utterance": decode_ms, "checkpoint": checkpoint, "checkpoint_step": checkpoint_step(checkpoint)}
     return row, result.utterances
 
 
