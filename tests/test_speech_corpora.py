@@ -4,10 +4,12 @@ Expected values are recomputed here from the source files (the ``transcription``
 a fresh espeak-ng call), not read back from the code under test.
 """
 
+import hashlib
 import json
 import math
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +20,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from avsr_sinks.data import espeak_corpus, read_label_csv
-from avsr_sinks.data.espeak_corpus import (EspeakCorpusConfig, corpus_sentences, ensure_espeak_corpus, espeak_binary,
-                                           synthesize, trim_and_normalise)
+from avsr_sinks.data.espeak_corpus import (PHONEME_CLASSES, EspeakCorpusConfig, corpus_sentences, ensure_espeak_corpus,
+                                           espeak_binary, espeak_version, phonemize, swap_phonemes, synthesize,
+                                           trim_and_normalise)
 from avsr_sinks.data.librivox import DEFAULT_SOURCE, ensure_librivox_corpus
 from avsr_sinks.data.sentences import generate_sentence
 from avsr_sinks.training.config_validation import ConfigError, validate_config
@@ -167,10 +170,89 @@ def test_splits_share_no_sentence_and_test_does_not_depend_on_train_size():
     (dict(min_speed=200), "min_speed/max_speed"),
     (dict(max_pitch=120), "min_pitch/max_pitch"),
     (dict(min_words=1), "min_words/max_words"),
+    (dict(phoneme_swap=1.5), "phoneme_swap"),
 ])
 def test_config_errors_name_the_field(fields, field):
     with pytest.raises(ValueError, match=re.escape(f"EspeakCorpusConfig.{field}")):
         EspeakCorpusConfig(**fields)
+
+
+WORDS = [["D", "@"], ["k", "'a", "t", "s"], ["s", "'a", "t", "_:"], ["@L"]]  # "the cats sat", a pause, a syllabic l
+
+
+def _class_of(phoneme):
+    return next(members for members in PHONEME_CLASSES if phoneme in members)
+
+
+def test_swapping_with_probability_one_changes_every_phoneme_within_its_class_alike_everywhere():
+    swapped = swap_phonemes(WORDS, 1.0, np.random.default_rng(0))
+    assert [len(word) for word in swapped] == [len(word) for word in WORDS]
+    mapping = {}
+    for word, new_word in zip(WORDS, swapped):
+        for old, new in zip(word, new_word):
+            stress = old[:len(old) - len(old.lstrip("',"))]
+            old, new_bare = old.lstrip("',"), new[len(stress):]
+            assert new.startswith(stress)  # the stress mark stays
+            if old in ("_:", "@L"):  # a pause and a phoneme outside the classes are kept
+                assert new_bare == old
+                continue
+            assert new_bare != old and new_bare in _class_of(old)
+            assert mapping.setdefault(old, new_bare) == new_bare  # every occurrence alike
+    assert set(mapping) == {"D", "@", "k", "a", "t", "s"}
+
+
+def test_swapping_with_probability_zero_keeps_the_phonemes_and_swaps_are_seeded():
+    assert swap_phonemes(WORDS, 0.0, np.random.default_rng(0)) == WORDS
+    draws = [swap_phonemes(WORDS, 0.5, np.random.default_rng(seed)) for seed in (1, 1, 2, 3, 4)]
+    assert draws[0] == draws[1] and any(draw != draws[0] for draw in draws[2:])
+
+
+def test_phoneme_swap_left_at_zero_keeps_the_cache_folder_of_corpora_generated_before_it():
+    # The folder name of generator version 1's configs, recomputed from its definition.
+    fields = {"n_train": 3000, "n_val": 200, "n_test": 300, "seed": 0,
+              "train_voices": list(espeak_corpus.DEFAULT_TRAIN_VOICES), "test_voices": list(espeak_corpus.DEFAULT_TEST_VOICES),
+              "min_speed": 130, "max_speed": 190, "min_pitch": 30, "max_pitch": 70, "min_words": 4, "max_words": 16}
+    text = json.dumps({"config": fields, "generator": 1, "espeak": "eSpeak NG x"}, sort_keys=True)
+    assert EspeakCorpusConfig().digest("eSpeak NG x") == hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert EspeakCorpusConfig(phoneme_swap=0.1).digest("eSpeak NG x") != EspeakCorpusConfig().digest("eSpeak NG x")
+
+
+@needs_espeak
+def test_every_swappable_phoneme_is_one_espeak_speaks():
+    for members in PHONEME_CLASSES:
+        for phoneme in members:
+            # Spoken between k and m, stressed: espeak-ng reads it back as one phoneme of the class
+            # (the unstressed a# comes back as its stressed a).
+            k, middle, m = phonemize_phonemes(["k", f"'{phoneme}", "m"])
+            assert (k, m) == ("k", "m") and middle.lstrip("'") in members, (phoneme, middle)
+
+
+def phonemize_phonemes(phonemes):
+    output = subprocess.run([espeak_binary(), "-q", "-x", "--sep=|", "-v", "en-us", "[[" + "|".join(phonemes) + "]]"],
+                            capture_output=True, text=True, check=True).stdout
+    return output.split()[0].split("|")
+
+
+@needs_espeak
+def test_respelt_corpus_speaks_its_training_utterances_from_the_recorded_swapped_phonemes(tmp_path):
+    config = EspeakCorpusConfig(**TINY, phoneme_swap=0.3)
+    corpus = ensure_espeak_corpus(tmp_path, config, num_workers=1)
+    assert corpus.root.name == f"corpus-{config.digest(espeak_version())}"
+    train = _utterances(corpus, "train")
+    assert all(u["phoneme_swap"] == 0.3 and "phonemes" in u for u in train)
+    assert all(u["phoneme_swap"] == 0.0 and "phonemes" not in u for split in ("val", "test")
+               for u in _utterances(corpus, split))
+    changed = 0
+    for utterance in train:
+        spoken = [word.split("|") for word in utterance["phonemes"].split()]
+        own = phonemize(utterance["text"], utterance["voice"])
+        assert [len(word) for word in spoken] == [len(word) for word in own]
+        changed += spoken != own
+        expected = trim_and_normalise(synthesize(utterance["text"], utterance["voice"], utterance["speed"],
+                                                 utterance["pitch"], spoken), utterance["gain"])
+        written, _ = sf.read(str(corpus.root / "espeak" / "train" / f"{utterance['id']}.wav"), dtype="float32")
+        np.testing.assert_allclose(written, expected, atol=1.5 / 32768)
+    assert changed >= len(train) - 1  # 0.3 of ~20 distinct phonemes: nearly every sentence is respelt
 
 
 def test_missing_espeak_says_how_to_install_it(monkeypatch):

@@ -12,6 +12,15 @@ en-us-nyc and en-gb-x-gbclan with the variants m1, m2, m3, m4, m6, f1, f2, f4, a
 split uses only the accents en-029 (Caribbean) and en-gb-x-gbcwmd (West Midlands) with the
 variants m5, m7, f3, f5: neither accent nor variant of a test utterance is heard in training.
 
+Respelt training sentences (``phoneme_swap`` > 0): an accent the model has not heard says the
+same phonemes with other sounds, and some words with other phonemes. To train on more
+pronunciations than the six training accents give, a training utterance can be spoken from its
+own phoneme string (``espeak-ng -x``) with some phonemes swapped for another of their class
+(a vowel for a vowel, a stop for a stop, ...): each distinct phoneme of the utterance is swapped
+with probability ``phoneme_swap``, every occurrence alike, as an accent would. The swaps are
+drawn at random, not from the test accents' rules; validation and test utterances are never
+respelt. What each respelt utterance was spoken from is in its utterances JSON (``phonemes``).
+
 Audio: espeak-ng's 22050 Hz output resampled to 16 kHz, silence beyond 0.1 s trimmed at both
 ends, peak-normalised to 0.9 times a per-utterance gain in [0.75, 1]. Audio-only layout of
 auto_avsr's LRS3: ``root/espeak/<split>/<split>_<index>.wav`` and 5-field label CSVs
@@ -74,7 +83,25 @@ MORE_TRAIN_VOICES = tuple(f"{accent}+{variant}" for accent in TRAIN_ACCENTS for 
 SILENCE_KEPT_S = 0.1  # silence left before the first and after the last sound
 SILENCE_LEVEL = 0.01  # below this fraction of the peak counts as silence
 PEAK = 0.9
-SENTENCE_STREAM, VOICE_STREAM = 1, 2  # tags that keep the seeded generators apart
+SENTENCE_STREAM, VOICE_STREAM, RESPELL_STREAM = 1, 2, 3  # tags that keep the seeded generators apart
+# The phonemes a respelt utterance may swap, by class: espeak-ng's English mnemonics that
+# `espeak-ng -x` writes for the training accents' speech of the corpus sentences (the held-out
+# accents' own symbols, such as en-029's dental t[, are not among them). Others (syllabic @L,
+# n-, pauses _:) are kept.
+PHONEME_CLASSES = (
+    ("0", "3", "3:", "@", "@2", "A:", "A@", "E", "I", "I2", "O:", "O@", "OI", "U", "U@", "V", "a", "a#",
+     "aI", "aI@", "aU", "aa", "e@", "eI", "i", "i:", "i@", "o@", "oU", "u:"),  # vowels and diphthongs
+    ("p", "b", "t", "d", "k", "g"),  # stops
+    ("tS", "dZ"),  # affricates
+    ("f", "v", "T", "D", "s", "z", "S", "Z", "h"),  # fricatives
+    ("m", "n", "N"),  # nasals
+    ("l", "r", "w", "j"),  # approximants
+)
+STRESS_MARKS = "',%="
+PHONEME_SEPARATOR = "|"  # between phonemes in espeak-ng's [[...]] input: "a|I" is two, "aI" one
+# Fields added after generator version 1 enter the cache folder's hash only when set, so that
+# the corpora generated before them keep their folders.
+LATER_FIELDS = {"phoneme_swap": 0.0}
 
 
 @dataclass(frozen=True)
@@ -93,6 +120,7 @@ class EspeakCorpusConfig:
     max_pitch: int = 70
     min_words: int = 4
     max_words: int = 16
+    phoneme_swap: float = 0.0  # training split only: chance that a phoneme of an utterance is swapped (module doc)
 
     def __post_init__(self) -> None:
         where = "EspeakCorpusConfig"
@@ -115,6 +143,8 @@ class EspeakCorpusConfig:
         for name in ("n_train", "n_val", "n_test"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{where}.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.phoneme_swap <= 1.0:
+            raise ValueError(f"{where}.phoneme_swap must be in [0, 1], got {self.phoneme_swap}")
         for low, high, lowest, highest in (("min_speed", "max_speed", 80, 450), ("min_pitch", "max_pitch", 0, 99),
                                            ("min_words", "max_words", SHORTEST_SENTENCE, LONGEST_SENTENCE)):
             if not lowest <= getattr(self, low) <= getattr(self, high) <= highest:
@@ -131,7 +161,8 @@ class EspeakCorpusConfig:
 
     def digest(self, espeak: str) -> str:
         """Hash of the config, the generator version and the espeak-ng version: the cache folder's name."""
-        text = json.dumps({"config": asdict(self), "generator": GENERATOR_VERSION, "espeak": espeak}, sort_keys=True)
+        config = {key: value for key, value in asdict(self).items() if LATER_FIELDS.get(key, object()) != value}
+        text = json.dumps({"config": config, "generator": GENERATOR_VERSION, "espeak": espeak}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -160,6 +191,7 @@ class UtterancePlan:
     speed: int
     pitch: int
     gain: float
+    phoneme_swap: float = 0.0
 
     @property
     def utterance_id(self) -> str:
@@ -202,20 +234,55 @@ def plan_corpus(config: EspeakCorpusConfig) -> list[UtterancePlan]:
             plans.append(UtterancePlan(split, index, text, voices[int(rng.integers(len(voices)))],
                                        int(rng.integers(config.min_speed, config.max_speed + 1)),
                                        int(rng.integers(config.min_pitch, config.max_pitch + 1)),
-                                       round(float(rng.uniform(0.75, 1.0)), 4)))
+                                       round(float(rng.uniform(0.75, 1.0)), 4),
+                                       config.phoneme_swap if split == "train" else 0.0))
     return plans
 
 
-def synthesize(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
-    """espeak-ng's speech of ``text`` as float32 at 16 kHz (untrimmed)."""
+def _check_text(text: str) -> None:
     if not re.fullmatch(r"[a-z' ]+", text):
-        raise ValueError(f"synthesize: {text!r} must be lowercase letters, apostrophes and spaces")
-    result = subprocess.run([espeak_binary(), "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", text],
-                            capture_output=True, check=False)
+        raise ValueError(f"espeak-ng input {text!r} must be lowercase letters, apostrophes and spaces")
+
+
+def _run_espeak(voice: str, *args: str) -> bytes:
+    result = subprocess.run([espeak_binary(), "-v", voice, *args], capture_output=True, check=False)
     if result.returncode != 0 or not result.stdout:
         raise RuntimeError(f"espeak-ng -v {voice} failed (exit {result.returncode}): "
                            f"{result.stderr.decode(errors='replace').strip()}")
-    waveform, rate = sf.read(io.BytesIO(result.stdout), dtype="float64")
+    return result.stdout
+
+
+def phonemize(text: str, voice: str) -> list[list[str]]:
+    """The phonemes ``voice`` speaks ``text`` with, per word (espeak-ng's mnemonics, stress marks included)."""
+    _check_text(text)
+    output = _run_espeak(voice, "-q", "-x", f"--sep={PHONEME_SEPARATOR}", text).decode()
+    return [word.split(PHONEME_SEPARATOR) for word in output.split()]
+
+
+def swap_phonemes(words: list[list[str]], probability: float, rng: np.random.Generator) -> list[list[str]]:
+    """``words`` with each distinct phoneme of :data:`PHONEME_CLASSES` swapped, with ``probability``,
+    for another of its class, every occurrence alike; stress marks stay where they were."""
+    def split_stress(phoneme: str) -> tuple[str, str]:
+        bare = phoneme.lstrip(STRESS_MARKS)
+        return phoneme[:len(phoneme) - len(bare)], bare
+
+    classes = {phoneme: members for members in PHONEME_CLASSES for phoneme in members}
+    present = sorted({split_stress(phoneme)[1] for word in words for phoneme in word} & classes.keys())
+    swaps = {}
+    for phoneme in present:  # sorted: the draws do not depend on set order
+        if rng.random() < probability:
+            others = [other for other in classes[phoneme] if other != phoneme]
+            swaps[phoneme] = others[int(rng.integers(len(others)))]
+    return [[stress + swaps.get(bare, bare) for stress, bare in map(split_stress, word)] for word in words]
+
+
+def synthesize(text: str, voice: str, speed: int, pitch: int, phonemes: list[list[str]] | None = None) -> np.ndarray:
+    """espeak-ng's speech of ``text`` as float32 at 16 kHz (untrimmed); spoken from ``phonemes``
+    (per word, as :func:`phonemize` gives them) instead where they are given."""
+    _check_text(text)
+    spoken = text if phonemes is None else "[[" + " ".join(PHONEME_SEPARATOR.join(word) for word in phonemes) + "]]"
+    stdout = _run_espeak(voice, "-s", str(speed), "-p", str(pitch), "--stdout", spoken)
+    waveform, rate = sf.read(io.BytesIO(stdout), dtype="float64")
     # Imported here: scipy.signal takes seconds to import, and the config check imports this module.
     from scipy.signal import resample_poly
 
@@ -234,17 +301,26 @@ def trim_and_normalise(waveform: np.ndarray, gain: float) -> np.ndarray:
     return (waveform * (PEAK * gain / peak)).astype(np.float32)
 
 
-def render_utterance(plan: UtterancePlan) -> np.ndarray:
-    """The float32 16 kHz waveform of one planned utterance."""
-    return trim_and_normalise(synthesize(plan.text, plan.voice, plan.speed, plan.pitch), plan.gain)
+def respelt_phonemes(plan: UtterancePlan, seed: int) -> list[list[str]] | None:
+    """The swapped phonemes ``plan`` is spoken from, or None where it is spoken from its text."""
+    if plan.phoneme_swap == 0.0:
+        return None
+    rng = np.random.default_rng([seed, RESPELL_STREAM, SPLITS.index(plan.split), plan.index])
+    return swap_phonemes(phonemize(plan.text, plan.voice), plan.phoneme_swap, rng)
 
 
-def _write_utterance(job: tuple[UtterancePlan, Path]) -> LabelRow:
-    plan, media_dir = job
-    waveform = render_utterance(plan)
+def render_utterance(plan: UtterancePlan, phonemes: list[list[str]] | None = None) -> np.ndarray:
+    """The float32 16 kHz waveform of one planned utterance (from ``phonemes`` where given)."""
+    return trim_and_normalise(synthesize(plan.text, plan.voice, plan.speed, plan.pitch, phonemes), plan.gain)
+
+
+def _write_utterance(job: tuple[UtterancePlan, Path, int]) -> tuple[LabelRow, list[list[str]] | None]:
+    plan, media_dir, seed = job
+    phonemes = respelt_phonemes(plan, seed)
+    waveform = render_utterance(plan, phonemes)
     write_audio(media_dir / plan.split / f"{plan.utterance_id}.wav", waveform)
     return LabelRow(DATASET_NAME, f"{plan.split}/{plan.utterance_id}", math.ceil(waveform.size / SAMPLES_PER_FRAME),
-                    "", plan.text)
+                    "", plan.text), phonemes
 
 
 def _corpus_at(root: Path) -> EspeakCorpus:
@@ -262,18 +338,21 @@ def ensure_espeak_corpus(cache_dir: str | Path, config: EspeakCorpusConfig = Esp
 
     def build(folder: Path) -> dict:
         plans = plan_corpus(config)
-        jobs = [(plan, folder / DATASET_NAME) for plan in plans]
+        jobs = [(plan, folder / DATASET_NAME, config.seed) for plan in plans]
         if num_workers > 1 and len(jobs) > 1:
             # fork: workers need no re-import; each only runs espeak-ng and writes a wav.
             with multiprocessing.get_context("fork").Pool(num_workers) as pool:
-                rows = pool.map(_write_utterance, jobs, chunksize=8)
+                results = pool.map(_write_utterance, jobs, chunksize=8)
         else:
-            rows = [_write_utterance(job) for job in jobs]
+            results = [_write_utterance(job) for job in jobs]
         corpus = _corpus_at(folder)
         for split, csv_path in zip(SPLITS, (corpus.train_csv, corpus.val_csv, corpus.test_csv)):
-            write_label_csv(csv_path, [row for row, plan in zip(rows, plans) if plan.split == split])
+            chosen = [(plan, row, phonemes) for plan, (row, phonemes) in zip(plans, results) if plan.split == split]
+            write_label_csv(csv_path, [row for _, row, _ in chosen])
             corpus.utterances_json(split).write_text(json.dumps(
-                [{"id": plan.utterance_id, **asdict(plan)} for plan in plans if plan.split == split], indent=1))
+                [{"id": plan.utterance_id, **asdict(plan),
+                  **({} if phonemes is None else {"phonemes": " ".join(PHONEME_SEPARATOR.join(word) for word in phonemes)})}
+                 for plan, _, phonemes in chosen], indent=1))
         return {"config": asdict(config), "generator": GENERATOR_VERSION, "espeak": version}
 
     return _corpus_at(build_once(cache_dir, f"corpus-{config.digest(version)}", build))

@@ -89,7 +89,8 @@ def run_entry(folder: Path) -> dict:
     return {
         "name": folder.name, "method": method_of(config), "compression": compression_of(config),
         "lambda": float(config["decor"]["lambda"]), "seed": int(config["seed"]),
-        "audio_encoder": Path(str(config["model"]["audio_encoder"]["path"])).name, "steps": steps,
+        "audio_encoder": Path(str(config["model"]["audio_encoder"]["path"])).name,
+        "phoneme_swap": float((config["data"].get("espeak") or {}).get("phoneme_swap", 0.0)), "steps": steps,
         "train_minutes": minutes,
         "espeak_test_wer": espeak and espeak["wer"],
         "librivox_wer": librivox and next(r["wer"] for r in librivox["rows"] if r["snr"] == "clean"),
