@@ -21,8 +21,8 @@ from omegaconf import OmegaConf
 
 from avsr_sinks.data import espeak_corpus, read_label_csv
 from avsr_sinks.data.espeak_corpus import (PHONEME_CLASSES, EspeakCorpusConfig, corpus_sentences, ensure_espeak_corpus,
-                                           espeak_binary, espeak_version, phonemize, swap_phonemes, synthesize,
-                                           trim_and_normalise)
+                                           drop_phonemes, espeak_binary, espeak_version, phonemize, swap_phonemes,
+                                           synthesize, trim_and_normalise)
 from avsr_sinks.data.librivox import DEFAULT_SOURCE, ensure_librivox_corpus
 from avsr_sinks.data.sentences import generate_sentence
 from avsr_sinks.training.config_validation import ConfigError, validate_config
@@ -171,6 +171,7 @@ def test_splits_share_no_sentence_and_test_does_not_depend_on_train_size():
     (dict(max_pitch=120), "min_pitch/max_pitch"),
     (dict(min_words=1), "min_words/max_words"),
     (dict(phoneme_swap=1.5), "phoneme_swap"),
+    (dict(phoneme_drop=-0.1), "phoneme_drop"),
 ])
 def test_config_errors_name_the_field(fields, field):
     with pytest.raises(ValueError, match=re.escape(f"EspeakCorpusConfig.{field}")):
@@ -207,6 +208,24 @@ def test_swapping_with_probability_zero_keeps_the_phonemes_and_swaps_are_seeded(
     assert draws[0] == draws[1] and any(draw != draws[0] for draw in draws[2:])
 
 
+def test_dropping_with_probability_one_leaves_out_every_consonant_and_moves_its_stress():
+    words = [["h", "'i:"], ["h", "'a", "z"], ["'t", "@"], ["m"]]
+    # Every consonant goes; a stress mark moves on to the next phoneme; a consonant-only word stays.
+    assert drop_phonemes(words, 1.0, np.random.default_rng(0)) == [["'i:"], ["'a"], ["'@"], ["m"]]
+    assert drop_phonemes(words, 0.0, np.random.default_rng(0)) == words
+
+
+def test_dropping_is_all_or_nothing_per_consonant():
+    words = [["h", "'i:"], ["h", "'a", "z"], ["h", "'I", "z"], ["z", "'u:"]]
+    outcomes = set()
+    for seed in range(20):
+        kept = [phoneme.lstrip("'") for word in drop_phonemes(words, 0.5, np.random.default_rng(seed)) for phoneme in word]
+        assert kept.count("h") in (0, 3) and kept.count("z") in (0, 3)  # every occurrence alike
+        assert [p for p in kept if p not in ("h", "z")] == ["i:", "a", "I", "u:"]  # vowels are never dropped
+        outcomes.add((kept.count("h"), kept.count("z")))
+    assert len(outcomes) == 4  # each of h and z both kept and dropped across the seeds
+
+
 def test_phoneme_swap_left_at_zero_keeps_the_cache_folder_of_corpora_generated_before_it():
     # The folder name of generator version 1's configs, recomputed from its definition.
     fields = {"n_train": 3000, "n_val": 200, "n_test": 300, "seed": 0,
@@ -215,6 +234,7 @@ def test_phoneme_swap_left_at_zero_keeps_the_cache_folder_of_corpora_generated_b
     text = json.dumps({"config": fields, "generator": 1, "espeak": "eSpeak NG x"}, sort_keys=True)
     assert EspeakCorpusConfig().digest("eSpeak NG x") == hashlib.sha256(text.encode()).hexdigest()[:16]
     assert EspeakCorpusConfig(phoneme_swap=0.1).digest("eSpeak NG x") != EspeakCorpusConfig().digest("eSpeak NG x")
+    assert EspeakCorpusConfig(phoneme_drop=0.1).digest("eSpeak NG x") != EspeakCorpusConfig().digest("eSpeak NG x")
 
 
 @needs_espeak

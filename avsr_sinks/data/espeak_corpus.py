@@ -101,7 +101,7 @@ STRESS_MARKS = "',%="
 PHONEME_SEPARATOR = "|"  # between phonemes in espeak-ng's [[...]] input: "a|I" is two, "aI" one
 # Fields added after generator version 1 enter the cache folder's hash only when set, so that
 # the corpora generated before them keep their folders.
-LATER_FIELDS = {"phoneme_swap": 0.0}
+LATER_FIELDS = {"phoneme_swap": 0.0, "phoneme_drop": 0.0}
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,7 @@ class EspeakCorpusConfig:
     min_words: int = 4
     max_words: int = 16
     phoneme_swap: float = 0.0  # training split only: chance that a phoneme of an utterance is swapped (module doc)
+    phoneme_drop: float = 0.0  # training split only: chance that a consonant of an utterance is left out
 
     def __post_init__(self) -> None:
         where = "EspeakCorpusConfig"
@@ -143,8 +144,9 @@ class EspeakCorpusConfig:
         for name in ("n_train", "n_val", "n_test"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{where}.{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.phoneme_swap <= 1.0:
-            raise ValueError(f"{where}.phoneme_swap must be in [0, 1], got {self.phoneme_swap}")
+        for name in ("phoneme_swap", "phoneme_drop"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{where}.{name} must be in [0, 1], got {getattr(self, name)}")
         for low, high, lowest, highest in (("min_speed", "max_speed", 80, 450), ("min_pitch", "max_pitch", 0, 99),
                                            ("min_words", "max_words", SHORTEST_SENTENCE, LONGEST_SENTENCE)):
             if not lowest <= getattr(self, low) <= getattr(self, high) <= highest:
@@ -192,6 +194,7 @@ class UtterancePlan:
     pitch: int
     gain: float
     phoneme_swap: float = 0.0
+    phoneme_drop: float = 0.0
 
     @property
     def utterance_id(self) -> str:
@@ -235,7 +238,7 @@ def plan_corpus(config: EspeakCorpusConfig) -> list[UtterancePlan]:
                                        int(rng.integers(config.min_speed, config.max_speed + 1)),
                                        int(rng.integers(config.min_pitch, config.max_pitch + 1)),
                                        round(float(rng.uniform(0.75, 1.0)), 4),
-                                       config.phoneme_swap if split == "train" else 0.0))
+                                       *((config.phoneme_swap, config.phoneme_drop) if split == "train" else (0.0, 0.0))))
     return plans
 
 
@@ -259,21 +262,42 @@ def phonemize(text: str, voice: str) -> list[list[str]]:
     return [word.split(PHONEME_SEPARATOR) for word in output.split()]
 
 
+def _split_stress(phoneme: str) -> tuple[str, str]:
+    bare = phoneme.lstrip(STRESS_MARKS)
+    return phoneme[:len(phoneme) - len(bare)], bare
+
+
 def swap_phonemes(words: list[list[str]], probability: float, rng: np.random.Generator) -> list[list[str]]:
     """``words`` with each distinct phoneme of :data:`PHONEME_CLASSES` swapped, with ``probability``,
     for another of its class, every occurrence alike; stress marks stay where they were."""
-    def split_stress(phoneme: str) -> tuple[str, str]:
-        bare = phoneme.lstrip(STRESS_MARKS)
-        return phoneme[:len(phoneme) - len(bare)], bare
-
     classes = {phoneme: members for members in PHONEME_CLASSES for phoneme in members}
-    present = sorted({split_stress(phoneme)[1] for word in words for phoneme in word} & classes.keys())
+    present = sorted({_split_stress(phoneme)[1] for word in words for phoneme in word} & classes.keys())
     swaps = {}
     for phoneme in present:  # sorted: the draws do not depend on set order
         if rng.random() < probability:
             others = [other for other in classes[phoneme] if other != phoneme]
             swaps[phoneme] = others[int(rng.integers(len(others)))]
-    return [[stress + swaps.get(bare, bare) for stress, bare in map(split_stress, word)] for word in words]
+    return [[stress + swaps.get(bare, bare) for stress, bare in map(_split_stress, word)] for word in words]
+
+
+def drop_phonemes(words: list[list[str]], probability: float, rng: np.random.Generator) -> list[list[str]]:
+    """``words`` without each distinct consonant of :data:`PHONEME_CLASSES` drawn, with ``probability``:
+    every occurrence goes; its stress mark moves to the phoneme after it; no word is emptied."""
+    consonants = {phoneme for members in PHONEME_CLASSES[1:] for phoneme in members}
+    present = sorted({_split_stress(phoneme)[1] for word in words for phoneme in word} & consonants)
+    dropped = {phoneme for phoneme in present if rng.random() < probability}  # sorted: seeded draws
+    result = []
+    for word in words:
+        kept, carried = [], ""
+        for phoneme in word:
+            stress, bare = _split_stress(phoneme)
+            if bare in dropped:
+                carried += stress
+            else:
+                kept.append(carried + phoneme)
+                carried = ""
+        result.append(kept if kept else word)
+    return result
 
 
 def synthesize(text: str, voice: str, speed: int, pitch: int, phonemes: list[list[str]] | None = None) -> np.ndarray:
@@ -302,11 +326,13 @@ def trim_and_normalise(waveform: np.ndarray, gain: float) -> np.ndarray:
 
 
 def respelt_phonemes(plan: UtterancePlan, seed: int) -> list[list[str]] | None:
-    """The swapped phonemes ``plan`` is spoken from, or None where it is spoken from its text."""
-    if plan.phoneme_swap == 0.0:
+    """The respelt phonemes ``plan`` is spoken from, or None where it is spoken from its text."""
+    if plan.phoneme_swap == 0.0 and plan.phoneme_drop == 0.0:
         return None
     rng = np.random.default_rng([seed, RESPELL_STREAM, SPLITS.index(plan.split), plan.index])
-    return swap_phonemes(phonemize(plan.text, plan.voice), plan.phoneme_swap, rng)
+    words = swap_phonemes(phonemize(plan.text, plan.voice), plan.phoneme_swap, rng)
+    # Drawn after the swaps, and only where asked: a corpus respelt by swaps alone keeps its draws.
+    return drop_phonemes(words, plan.phoneme_drop, rng) if plan.phoneme_drop else words
 
 
 def render_utterance(plan: UtterancePlan, phonemes: list[list[str]] | None = None) -> np.ndarray:
