@@ -45,7 +45,7 @@ import multiprocessing
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import cache
 from pathlib import Path
 
@@ -97,11 +97,13 @@ PHONEME_CLASSES = (
     ("m", "n", "N"),  # nasals
     ("l", "r", "w", "j"),  # approximants
 )
+CLASS_OF = {phoneme: members for members in PHONEME_CLASSES for phoneme in members}
+CONSONANTS = frozenset(phoneme for members in PHONEME_CLASSES[1:] for phoneme in members)
 STRESS_MARKS = "',%="
 PHONEME_SEPARATOR = "|"  # between phonemes in espeak-ng's [[...]] input: "a|I" is two, "aI" one
-# Fields added after generator version 1 enter the cache folder's hash only when set, so that
-# the corpora generated before them keep their folders.
-LATER_FIELDS = {"phoneme_swap": 0.0, "phoneme_drop": 0.0}
+# Fields added after generator version 1 enter the cache folder's hash only when set (not at
+# their default), so that the corpora generated before them keep their folders.
+LATER_FIELDS = ("phoneme_swap", "phoneme_drop")
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,9 @@ class EspeakCorpusConfig:
 
     def digest(self, espeak: str) -> str:
         """Hash of the config, the generator version and the espeak-ng version: the cache folder's name."""
-        config = {key: value for key, value in asdict(self).items() if LATER_FIELDS.get(key, object()) != value}
+        defaults = {field.name: field.default for field in fields(self)}
+        config = {key: value for key, value in asdict(self).items()
+                  if key not in LATER_FIELDS or value != defaults[key]}
         text = json.dumps({"config": config, "generator": GENERATOR_VERSION, "espeak": espeak}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -262,20 +266,29 @@ def phonemize(text: str, voice: str) -> list[list[str]]:
     return [word.split(PHONEME_SEPARATOR) for word in output.split()]
 
 
+def spell_phonemes(words: list[list[str]]) -> str:
+    """``words`` (per word, as :func:`phonemize` gives them) as espeak-ng reads them inside ``[[...]]``."""
+    return " ".join(PHONEME_SEPARATOR.join(word) for word in words)
+
+
 def _split_stress(phoneme: str) -> tuple[str, str]:
     bare = phoneme.lstrip(STRESS_MARKS)
     return phoneme[:len(phoneme) - len(bare)], bare
 
 
+def _distinct(words: list[list[str]], among) -> list[str]:
+    """The phonemes of ``among`` in ``words``, without stress marks, sorted: seeded draws over them
+    do not depend on set order."""
+    return sorted({_split_stress(phoneme)[1] for word in words for phoneme in word} & among)
+
+
 def swap_phonemes(words: list[list[str]], probability: float, rng: np.random.Generator) -> list[list[str]]:
     """``words`` with each distinct phoneme of :data:`PHONEME_CLASSES` swapped, with ``probability``,
     for another of its class, every occurrence alike; stress marks stay where they were."""
-    classes = {phoneme: members for members in PHONEME_CLASSES for phoneme in members}
-    present = sorted({_split_stress(phoneme)[1] for word in words for phoneme in word} & classes.keys())
     swaps = {}
-    for phoneme in present:  # sorted: the draws do not depend on set order
+    for phoneme in _distinct(words, CLASS_OF.keys()):
         if rng.random() < probability:
-            others = [other for other in classes[phoneme] if other != phoneme]
+            others = [other for other in CLASS_OF[phoneme] if other != phoneme]
             swaps[phoneme] = others[int(rng.integers(len(others)))]
     return [[stress + swaps.get(bare, bare) for stress, bare in map(_split_stress, word)] for word in words]
 
@@ -283,9 +296,7 @@ def swap_phonemes(words: list[list[str]], probability: float, rng: np.random.Gen
 def drop_phonemes(words: list[list[str]], probability: float, rng: np.random.Generator) -> list[list[str]]:
     """``words`` without each distinct consonant of :data:`PHONEME_CLASSES` drawn, with ``probability``:
     every occurrence goes; its stress mark moves to the phoneme after it; no word is emptied."""
-    consonants = {phoneme for members in PHONEME_CLASSES[1:] for phoneme in members}
-    present = sorted({_split_stress(phoneme)[1] for word in words for phoneme in word} & consonants)
-    dropped = {phoneme for phoneme in present if rng.random() < probability}  # sorted: seeded draws
+    dropped = {phoneme for phoneme in _distinct(words, CONSONANTS) if rng.random() < probability}
     result = []
     for word in words:
         kept, carried = [], ""
@@ -304,7 +315,7 @@ def synthesize(text: str, voice: str, speed: int, pitch: int, phonemes: list[lis
     """espeak-ng's speech of ``text`` as float32 at 16 kHz (untrimmed); spoken from ``phonemes``
     (per word, as :func:`phonemize` gives them) instead where they are given."""
     _check_text(text)
-    spoken = text if phonemes is None else "[[" + " ".join(PHONEME_SEPARATOR.join(word) for word in phonemes) + "]]"
+    spoken = text if phonemes is None else f"[[{spell_phonemes(phonemes)}]]"
     stdout = _run_espeak(voice, "-s", str(speed), "-p", str(pitch), "--stdout", spoken)
     waveform, rate = sf.read(io.BytesIO(stdout), dtype="float64")
     # Imported here: scipy.signal takes seconds to import, and the config check imports this module.
@@ -377,7 +388,7 @@ def ensure_espeak_corpus(cache_dir: str | Path, config: EspeakCorpusConfig = Esp
             write_label_csv(csv_path, [row for _, row, _ in chosen])
             corpus.utterances_json(split).write_text(json.dumps(
                 [{"id": plan.utterance_id, **asdict(plan),
-                  **({} if phonemes is None else {"phonemes": " ".join(PHONEME_SEPARATOR.join(word) for word in phonemes)})}
+                  **({} if phonemes is None else {"phonemes": spell_phonemes(phonemes)})}
                  for plan, _, phonemes in chosen], indent=1))
         return {"config": asdict(config), "generator": GENERATOR_VERSION, "espeak": version}
 

@@ -28,6 +28,8 @@ MOST_MISSED = 12  # words listed per accent
 
 def missed_words(reference: str, hypothesis: str) -> tuple[list[str], list[tuple[str, str]]]:
     """(the reference words, [(word, what it became or "" where deleted)] for the wrong ones)."""
+    if not hypothesis.split():  # jiwer refuses an empty hypothesis: every word is deleted (as corpus_wer counts it)
+        return reference.split(), [(word, "") for word in reference.split()]
     alignment = jiwer.process_words(reference, hypothesis)
     ref, hyp = alignment.references[0], alignment.hypotheses[0]
     wrong = []
