@@ -6,6 +6,7 @@
 #   compression 16: c16_lambda0 c16_lambda100 c16_sink_logit c16_gated_attention c16_act_search c16_compare
 # Needs: python scripts/install_weights.py (once), Debian espeak-ng and pocketsphinx-testdata.
 # Checkpoints and logs go to outputs/laptop/<run>; summaries are copied into results/laptop/<run>.
+# Rerunning a run that was killed before its test decode resumes it from its last step checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export WANDB_MODE=${WANDB_MODE:-disabled}
@@ -16,7 +17,13 @@ STEPS=${STEPS:-}  # empty: the preset's trainer.max_steps
 
 train_eval_analyze() {  # name, train overrides...
   local name=$1; shift
-  python scripts/train.py experiment=laptop_asr ${STEPS:+trainer.max_steps="$STEPS"} "$@" hydra.run.dir="$OUT/$name"
+  if [ -f "$OUT/$name/checkpoints/last.ckpt" ] && [ ! -f "$OUT/$name/eval/test_wer.json" ]; then
+    # Killed before its test decode (e.g. when a session ended): continue from its newest step
+    # checkpoint with its own overrides instead of starting over.
+    python scripts/train.py resume="$OUT/$name"
+  else
+    python scripts/train.py experiment=laptop_asr ${STEPS:+trainer.max_steps="$STEPS"} "$@" hydra.run.dir="$OUT/$name"
+  fi
   local ckpt="$OUT/$name/checkpoints/last.ckpt"
   python scripts/eval.py ckpt="$ckpt" data=librivox hydra.run.dir="$OUT/$name/librivox"
   python scripts/analyze.py ckpt="$ckpt" num_samples=5 hydra.run.dir="$OUT/$name/analysis"
@@ -27,8 +34,7 @@ collect() {  # copy the small result files of a run into results/laptop/<run>
   local name=$1 dest="$RES/$1"
   rm -rf "$dest" && mkdir -p "$dest/figures"
   cp "$OUT/$name/.hydra/config.yaml" "$dest/config.yaml"  # method, compression, λ and seed for summary.py
-  local metrics; metrics="$(ls -d "$OUT/$name"/csv/version_* | tail -1)/metrics.csv"
-  if [ -f "$metrics" ]; then cp "$metrics" "$dest/train_metrics.csv"; fi
+  python results/laptop/merge_metrics.py "$OUT/$name" "$dest/train_metrics.csv"  # one log across resumes
   if [ -d "$OUT/$name/eval" ]; then
     cp "$OUT/$name/eval/test_wer.json" "$dest/espeak_test_wer.json"
     cp "$OUT/$name/eval/test_utterances.csv" "$dest/espeak_test_utterances.csv"
