@@ -51,19 +51,21 @@ collect() {  # copy the small result files of a run into results/laptop/<run>
     "$OUT/$name/checkpoints/last.ckpt" "$dest/trained.ckpt"
 }
 
+trained() {  # a run's checkpoint: its last step where this machine trained it, else the kept trained.ckpt
+  if [ -f "$OUT/$1/checkpoints/last.ckpt" ]; then echo "$OUT/$1/checkpoints/last.ckpt"; else echo "$RES/$1/trained.ckpt"; fi
+}
+
 act_search() {  # run-name prefix ("" for compression 4, c16_), layer where the base's <audio> sink peaks
   local p=$1
-  python scripts/search_act_heads.py ckpt="$OUT/${p}lambda0/checkpoints/last.ckpt" layers="[$2]" budget=8 \
+  python scripts/search_act_heads.py ckpt="$(trained "${p}lambda0")" layers="[$2]" budget=8 \
     generation.max_new_tokens=48 hydra.run.dir="$OUT/${p}act_search"
   cp "$OUT/${p}act_search/act_heads.json" "$RES/${p}act_search_heads.json"
 }
 
 compare() {  # run-name prefix ("" for compression 4, c16_); one table, measured in one process
   local p=$1
-  python scripts/compare.py runs.base="$OUT/${p}lambda0/checkpoints/last.ckpt" \
-    runs.decor="$OUT/${p}lambda100/checkpoints/last.ckpt" \
-    runs.sink_logit="$OUT/${p}sink_logit/checkpoints/last.ckpt" \
-    runs.gated_attention="$OUT/${p}gated_attention/checkpoints/last.ckpt" \
+  python scripts/compare.py runs.base="$(trained "${p}lambda0")" runs.decor="$(trained "${p}lambda100")" \
+    runs.sink_logit="$(trained "${p}sink_logit")" runs.gated_attention="$(trained "${p}gated_attention")" \
     act.heads_file="$OUT/${p}act_search/act_heads.json" \
     train_steps=10 generation.num_beams=4 generation.max_new_tokens=48 hydra.run.dir="$OUT/${p}compare"
   for ext in csv json md; do cp "$OUT/${p}compare/comparison.$ext" "$RES/${p}comparison.$ext"; done
@@ -106,9 +108,10 @@ run() {
     gated_attention)  train_eval_analyze gated_attention baseline.kind=gated_attention ;;
     c16_gated_attention) train_eval_analyze c16_gated_attention compression=16 baseline.kind=gated_attention ;;
     # ACT on the λ = 0 model: greedy search over the heads of the layer where its <audio> sink peaks
-    # (24 at compression 4, 23 at 16) by validation WER, 8 decodes of 200 utterances.
+    # (0-indexed; 24 in 3 of the 5 analysed utterances of the CTC recipe's c16_lambda0, 23 with the
+    # earlier preset's) by validation WER, 8 decodes of 200 utterances.
     act_search)       act_search "" 24 ;;
-    c16_act_search)   act_search c16_ 23 ;;
+    c16_act_search)   act_search c16_ 24 ;;
     compare)          compare "" ;;
     c16_compare)      compare c16_ ;;
     *) echo "unknown run $1" >&2; exit 2 ;;
