@@ -172,10 +172,25 @@ def test_splits_share_no_sentence_and_test_does_not_depend_on_train_size():
     (dict(min_words=1), "min_words/max_words"),
     (dict(phoneme_swap=1.5), "phoneme_swap"),
     (dict(phoneme_drop=-0.1), "phoneme_drop"),
+    (dict(val_voices=("en-us+m1", "en-xx")), "val_voices"),
+    (dict(val_voices=("en-029+m5",)), "test_voices must not be val voices"),  # a test voice
 ])
 def test_config_errors_name_the_field(fields, field):
     with pytest.raises(ValueError, match=re.escape(f"EspeakCorpusConfig.{field}")):
         EspeakCorpusConfig(**fields)
+
+
+def test_a_dev_accent_speaks_only_the_validation_split():
+    scotland = tuple(v for v in espeak_corpus.DEFAULT_TRAIN_VOICES if v.startswith("en-gb-scotland+"))
+    others = tuple(v for v in espeak_corpus.DEFAULT_TRAIN_VOICES if v not in scotland)
+    config = EspeakCorpusConfig(n_train=40, n_val=30, n_test=10, train_voices=others, val_voices=scotland)
+    voices = {split: {plan.voice for plan in espeak_corpus.plan_corpus(config) if plan.split == split} for split in SPLITS}
+    assert voices["val"] <= set(scotland) and voices["train"] <= set(others)
+    assert voices["test"] <= set(espeak_corpus.DEFAULT_TEST_VOICES)
+    # The same sentences as without a dev accent: only who speaks the validation split changes.
+    assert corpus_sentences(config) == corpus_sentences(EspeakCorpusConfig(n_train=40, n_val=30, n_test=10, train_voices=others))
+    assert config.digest("eSpeak NG x") != EspeakCorpusConfig(n_train=40, n_val=30, n_test=10,
+                                                              train_voices=others).digest("eSpeak NG x")
 
 
 WORDS = [["D", "@"], ["k", "'a", "t", "s"], ["s", "'a", "t", "_:"], ["@L"]]  # "the cats sat", a pause, a syllabic l

@@ -11,6 +11,9 @@ train and validation splits use the accents en-us, en-gb, en-gb-scotland, en-gb-
 en-us-nyc and en-gb-x-gbclan with the variants m1, m2, m3, m4, m6, f1, f2, f4, and the test
 split uses only the accents en-029 (Caribbean) and en-gb-x-gbcwmd (West Midlands) with the
 variants m5, m7, f3, f5: neither accent nor variant of a test utterance is heard in training.
+``val_voices`` gives the validation split voices of its own, e.g. a training accent left out of
+``train_voices``: a dev accent on which to choose what helps unheard accents without reading the
+test accents (its voices must not be test voices).
 
 Respelt training sentences (``phoneme_swap`` > 0): an accent the model has not heard says the
 same phonemes with other sounds, and some words with other phonemes. To train on more
@@ -103,7 +106,7 @@ STRESS_MARKS = "',%="
 PHONEME_SEPARATOR = "|"  # between phonemes in espeak-ng's [[...]] input: "a|I" is two, "aI" one
 # Fields added after generator version 1 enter the cache folder's hash only when set (not at
 # their default), so that the corpora generated before them keep their folders.
-LATER_FIELDS = ("phoneme_swap", "phoneme_drop")
+LATER_FIELDS = ("phoneme_swap", "phoneme_drop", "val_voices")
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class EspeakCorpusConfig:
     n_val: int = 200
     n_test: int = 300
     seed: int = 0
-    train_voices: tuple[str, ...] = DEFAULT_TRAIN_VOICES  # also used by the validation split
+    train_voices: tuple[str, ...] = DEFAULT_TRAIN_VOICES
     test_voices: tuple[str, ...] = DEFAULT_TEST_VOICES
     min_speed: int = 130  # words per minute (espeak-ng -s)
     max_speed: int = 190
@@ -124,13 +127,14 @@ class EspeakCorpusConfig:
     max_words: int = 16
     phoneme_swap: float = 0.0  # training split only: chance that a phoneme of an utterance is swapped (module doc)
     phoneme_drop: float = 0.0  # training split only: chance that a consonant of an utterance is left out
+    val_voices: tuple[str, ...] = ()  # the validation split's own voices; empty: train_voices
 
     def __post_init__(self) -> None:
         where = "EspeakCorpusConfig"
-        for name in ("train_voices", "test_voices"):
+        for name in ("train_voices", "test_voices", "val_voices"):
             voices = tuple(getattr(self, name))
             object.__setattr__(self, name, voices)
-            if not voices:
+            if not voices and name != "val_voices":
                 raise ValueError(f"{where}.{name} is empty: give at least one voice, e.g. en-us+m3")
             if len(set(voices)) != len(voices):
                 raise ValueError(f"{where}.{name} lists a voice twice: {voices}")
@@ -139,10 +143,11 @@ class EspeakCorpusConfig:
                 if accent not in ENGLISH_VOICES or (variant and variant not in VARIANTS):
                     raise ValueError(f"{where}.{name}: {voice!r} is not <accent>[+<variant>] with an accent of "
                                      f"{ENGLISH_VOICES} and a variant of {VARIANTS}")
-        shared = sorted(set(self.train_voices) & set(self.test_voices))
-        if shared:
-            raise ValueError(f"{where}.test_voices must not be train voices (the test speakers are held out), "
-                             f"both have {shared}")
+        for name in ("train_voices", "val_voices"):
+            shared = sorted(set(getattr(self, name)) & set(self.test_voices))
+            if shared:
+                raise ValueError(f"{where}.test_voices must not be {name.removesuffix('_voices')} voices (the test "
+                                 f"speakers are held out), both have {shared}")
         for name in ("n_train", "n_val", "n_test"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{where}.{name} must be >= 0, got {getattr(self, name)}")
@@ -160,8 +165,10 @@ class EspeakCorpusConfig:
         return {"train": self.n_train, "val": self.n_val, "test": self.n_test}[split]
 
     def split_voices(self, split: str) -> tuple[str, ...]:
-        """The voices ``split`` is spoken with: the test split has its own."""
-        return self.test_voices if split == "test" else self.train_voices
+        """The voices ``split`` is spoken with: the test split has its own, validation its own if given."""
+        if split == "test":
+            return self.test_voices
+        return self.val_voices if split == "val" and self.val_voices else self.train_voices
 
     def digest(self, espeak: str) -> str:
         """Hash of the config, the generator version and the espeak-ng version: the cache folder's name."""
