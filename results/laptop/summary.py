@@ -108,7 +108,8 @@ def act_entries(runs: dict[str, dict]) -> list[dict]:
         for row in json.loads(table.read_text()):
             if row["method"] != "act":
                 continue
-            base = runs.get(Path(row["checkpoint"]).parents[1].name)  # outputs/laptop/<run>/checkpoints/last.ckpt
+            checkpoint = Path(row["checkpoint"])  # outputs/laptop/<run>/checkpoints/last.ckpt or <RUNS>/<run>/trained.ckpt
+            base = runs.get(checkpoint.parents[1].name if checkpoint.parent.name == "checkpoints" else checkpoint.parent.name)
             if base is None:
                 continue
             entries.append({**base, "name": f"{base['name']}_act", "method": "act", "espeak_test_wer": row["wer"],
