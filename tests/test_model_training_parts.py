@@ -168,3 +168,23 @@ def test_the_kinds_the_config_check_offers_are_the_ones_that_build():
     assert [build_compressor(kind, 2).output_dim(4) for kind in COMPRESSOR_KINDS] == [4, 8]  # avg-pool, stack
     with pytest.raises(ValueError, match="model.projector.kind"):
         build_projector("qformer", 4, 8)
+
+
+def test_recount_utterance_csv_uses_the_hypotheses_not_the_written_counts(tmp_path):
+    from avsr_sinks.evaluation.runner import write_utterance_csv
+    from avsr_sinks.evaluation.wer import recount_utterance_csv
+
+    path = tmp_path / "test_utterances.csv"
+    write_utterance_csv(path, corpus_wer(["u1", "u2"], ["the cat sat", "a b c d"], ["the cat sat", "a b c d"]))
+    rows = path.read_text().splitlines()
+    # Same counts columns (0 errors), other hypotheses: the recount must follow the hypotheses.
+    rows[1] = rows[1].replace("the cat sat,0", "the bat sat down,0", 1)
+    rows[2] = rows[2].replace("a b c d,0", "a c d,0", 1)
+    path.write_text("\n".join(rows) + "\n")
+    result = recount_utterance_csv(path)
+    # u1: 1 substitution + 1 insertion, u2: 1 deletion, over 3 + 4 reference words
+    assert (result.substitutions, result.deletions, result.insertions) == (1, 1, 1)
+    assert result.wer == pytest.approx(3 / 7)
+    path.write_text("id,reference\nu1,the cat\n")
+    with pytest.raises(ValueError, match="missing \\['hypothesis'\\]"):
+        recount_utterance_csv(path)

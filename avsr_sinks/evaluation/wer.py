@@ -8,9 +8,11 @@ so this makes them comparable with an LLM's cased, punctuated output.
 
 from __future__ import annotations
 
+import csv
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import jiwer
 
@@ -86,3 +88,16 @@ def corpus_wer(ids: list[str], references: list[str], hypotheses: list[str]) -> 
     dels = sum(u.deletions for u in utterances)
     ins = sum(u.insertions for u in utterances)
     return WERResult((subs + dels + ins) / max(words, 1), subs, dels, ins, words, utterances)
+
+
+def recount_utterance_csv(path: str | Path) -> WERResult:
+    """The corpus WER of a per-utterance CSV (``<split>_utterances.csv`` of an evaluation),
+    recounted from its id, reference and hypothesis columns, not from the error counts written
+    beside them: a check that a reported WER follows from the hypotheses it lists."""
+    with Path(path).open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = {"id", "reference", "hypothesis"} - set(rows[0] if rows else {})
+    if not rows or missing:
+        raise ValueError(f"{path}: expected a header with id, reference, hypothesis and one row per utterance"
+                         + (f"; missing {sorted(missing)}" if rows else "; the file has no rows"))
+    return corpus_wer([r["id"] for r in rows], [r["reference"] for r in rows], [r["hypothesis"] for r in rows])

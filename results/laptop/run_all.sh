@@ -3,8 +3,8 @@
 #   bash results/laptop/run_all.sh [run ...]      runs: pretrained lambda0 lambda100 lambda1e4 lambda10
 #                                                       sink_logit gated_attention act_search compare
 #                                                       (after lambda0 lambda100 sink_logit gated_attention)
-#   compression 16: c16_lambda0 c16_lambda100 c16_sink_logit c16_gated_attention c16_act_search c16_compare
-#   a dev accent (below): dev_lambda0 dev_drop dev_swap
+#   compression 16: c16_lambda0 c16_lambda100 c16_lambda10 c16_sink_logit c16_gated_attention c16_act_search c16_compare
+#   a dev accent (below): dev_lambda0 dev_drop dev_swap dev_choice (after the dev runs)
 # Needs: python scripts/install_weights.py (once), Debian espeak-ng and pocketsphinx-testdata.
 # Checkpoints and logs go to outputs/laptop/<run>; summaries are copied into results/laptop/<run>.
 # Rerunning a run that was killed before its test decode resumes it from its last step checkpoint.
@@ -109,11 +109,21 @@ run() {
     dev_lambda0)      train_eval_analyze dev_lambda0 decor.lambda=0 "${DEV_ACCENT[@]}" ;;
     dev_drop)         train_eval_analyze dev_drop decor.lambda=0 "${DEV_ACCENT[@]}" data.espeak.phoneme_drop=0.1 ;;
     dev_swap)         train_eval_analyze dev_swap decor.lambda=0 "${DEV_ACCENT[@]}" data.espeak.phoneme_swap=0.1 ;;
+    # The choice (results/laptop/dev_choice.py, dev_choice.json): each dev run's final state decodes
+    # the dev accent's validation split as the test split is decoded (beam 4), one CSV per run.
+    dev_choice)       for r in dev_lambda0 dev_drop dev_swap; do
+                        [ -e "$(trained "$r")" ] || continue
+                        python scripts/eval.py ckpt="$(trained "$r")" split=val generation.num_beams=4 \
+                          hydra.run.dir="$OUT/$r/dev"
+                        cp "$OUT/$r/dev/val_clean_utterances.csv" "$RES/$r/dev_val_utterances.csv"
+                      done
+                      python results/laptop/dev_choice.py ;;
     lambda10)         train_eval_analyze lambda10 decor.lambda=10 ;;
     lambda100)        train_eval_analyze lambda100 decor.lambda=100 ;;
     lambda1e4)        train_eval_analyze lambda1e4 decor.lambda=10000 ;;
     c16_lambda0)      train_eval_analyze c16_lambda0 compression=16 decor.lambda=0 ;;
     c16_lambda100)    train_eval_analyze c16_lambda100 compression=16 decor.lambda=100 ;;
+    c16_lambda10)     train_eval_analyze c16_lambda10 compression=16 decor.lambda=10 ;;
     # Second seeds (initialisation, data order, dropout; the corpus is data.espeak.seed's): the WER
     # difference between λ 0 and 100 is read against the spread between seeds.
     c16_lambda0_seed2)   train_eval_analyze c16_lambda0_seed2 compression=16 decor.lambda=0 seed=1235 ;;

@@ -4,7 +4,7 @@
 
 Reads the per-utterance test CSVs of <prefix>lambda0, <prefix>lambda0_seed2, <prefix>lambda<λ>
 and <prefix>lambda<λ>_seed2 under results/laptop/ctc_recipe/ (whichever exist), recounts each
-WER from the reference and hypothesis columns, and writes <prefix>seed_spread.json beside them:
+WER from the reference and hypothesis columns, and writes <prefix>seed_spread_lambda<λ>.json beside them:
 each run's WER; per seed, WER(λ) - WER(0) with its paired-bootstrap interval over the test
 utterances; per λ, the difference between the two seeds (the spread a second training gives);
 and the mean λ effect over the seeds. The bootstrap covers the choice of test utterances only;
@@ -14,12 +14,11 @@ the seed spread covers initialisation, data order and dropout.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 from avsr_sinks.evaluation.significance import paired_bootstrap_wer_delta
-from avsr_sinks.evaluation.wer import WERResult, corpus_wer
+from avsr_sinks.evaluation.wer import WERResult, recount_utterance_csv
 
 RUNS = Path(__file__).resolve().parent / "ctc_recipe"
 SEEDS = {"1": "", "2": "_seed2"}  # seed 1234 (the preset's) and 1235 (run_all.sh's *_seed2 runs)
@@ -27,10 +26,7 @@ SEEDS = {"1": "", "2": "_seed2"}  # seed 1234 (the preset's) and 1235 (run_all.s
 
 def recounted(run: str) -> WERResult | None:
     path = RUNS / run / "espeak_test_utterances.csv"
-    if not path.is_file():
-        return None
-    rows = list(csv.DictReader(path.open()))
-    return corpus_wer([r["id"] for r in rows], [r["reference"] for r in rows], [r["hypothesis"] for r in rows])
+    return recount_utterance_csv(path) if path.is_file() else None
 
 
 def spread(prefix: str, lam: str) -> dict:
@@ -60,7 +56,7 @@ def main() -> None:
     parser.add_argument("--lambda", dest="lam", default="100", help="the λ compared against 0, as in the run names")
     args = parser.parse_args()
     report = spread(args.prefix, args.lam)
-    out = RUNS / f"{args.prefix}seed_spread.json"
+    out = RUNS / f"{args.prefix}seed_spread_lambda{args.lam}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     print(f"wrote {out}")

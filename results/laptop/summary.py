@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from avsr_sinks.evaluation.wer import corpus_wer
+from avsr_sinks.evaluation.wer import recount_utterance_csv
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -39,11 +39,10 @@ def compression_of(config: dict) -> int:
     return int(value[0] if isinstance(value, list) else value)
 
 
-def csv_wer(path: Path) -> float:
-    """The corpus WER of a per-utterance CSV, recounted (jiwer, by ``corpus_wer``) from its
-    reference and hypothesis columns, not from the error counts the evaluation wrote beside them."""
-    rows = list(csv.DictReader(path.open()))
-    return corpus_wer([r["id"] for r in rows], [r["reference"] for r in rows], [r["hypothesis"] for r in rows]).wer
+def accents(voices: list[str] | None) -> list[str] | None:
+    """The espeak-ng accents of a voice list (``en-gb+m3`` -> ``en-gb``); None where the split uses
+    the corpus's default voices (validation: the training voices)."""
+    return sorted({voice.split("+")[0] for voice in voices}) if voices else None
 
 
 def metrics(folder: Path) -> tuple[int | None, float | None, list[list[float]]]:
@@ -80,8 +79,9 @@ def run_entry(folder: Path) -> dict:
     steps, minutes, curve = metrics(folder)
     espeak = load_json(folder / "espeak_test_wer.json")
     utterances = folder / "espeak_test_utterances.csv"
-    if espeak is not None and abs(csv_wer(utterances) - espeak["wer"]) > 1e-9:
-        raise ValueError(f"{utterances}: the per-utterance errors give WER {csv_wer(utterances):.6f}, "
+    recounted = recount_utterance_csv(utterances).wer if espeak is not None else None
+    if espeak is not None and abs(recounted - espeak["wer"]) > 1e-9:
+        raise ValueError(f"{utterances}: the per-utterance errors give WER {recounted:.6f}, "
                          f"{folder / 'espeak_test_wer.json'} says {espeak['wer']:.6f}")
     librivox = of_trained_state(load_json(folder / "librivox_wer.json"), steps, folder / "librivox_wer.json")
     sinks = (of_trained_state(load_json(folder / "sink_summary.json"), steps, folder / "sink_summary.json")
@@ -91,6 +91,9 @@ def run_entry(folder: Path) -> dict:
         "lambda": float(config["decor"]["lambda"]), "seed": int(config["seed"]),
         "audio_encoder": Path(str(config["model"]["audio_encoder"]["path"])).name,
         **{key: float((config["data"].get("espeak") or {}).get(key, 0.0)) for key in ("phoneme_swap", "phoneme_drop")},
+        # The dev-accent runs validate on an accent left out of training, the others on the training voices.
+        **{f"{split}_accents": accents((config["data"].get("espeak") or {}).get(f"{split}_voices"))
+           for split in ("train", "val")},
         "steps": steps,
         "train_minutes": minutes,
         "espeak_test_wer": espeak and espeak["wer"],
@@ -136,7 +139,7 @@ def main() -> int:
 
 
 def plot_curves(entries: list[dict], output: Path) -> None:
-    """Validation WER (the training voices, decoded as the run's generation settings say) against
+    """Validation WER (the training voices, or a dev accent, decoded as the run's generation settings say) against
 the step, one line per run, and its test WER (the held-out voices) as a star at its last step."""
     try:
         import matplotlib
@@ -146,18 +149,25 @@ the step, one line per run, and its test WER (the held-out voices) as a star at 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for entry in entries:
-        if entry["val_wer_curve"]:
+    compressions = sorted({entry["compression"] for entry in entries if entry["val_wer_curve"]})
+    fig, axes = plt.subplots(1, len(compressions), figsize=(7 * len(compressions), 6.5), squeeze=False)
+    for ax, compression in zip(axes[0], compressions):
+        for entry in entries:
+            if not entry["val_wer_curve"] or entry["compression"] != compression:
+                continue
             steps, wers = zip(*entry["val_wer_curve"])
-            line, = ax.plot(steps, [100 * w for w in wers], marker="o", markersize=3, label=f"{entry['name']}: validation, training voices")
+            dev = bool(entry["val_accents"])  # validated on a dev accent, not on the training voices
+            line, = ax.plot(steps, [100 * w for w in wers], marker="o", markersize=3, linestyle="--" if dev else "-",
+                            label=entry["name"] + (f" (validation: {', '.join(entry['val_accents'])})" if dev else ""))
             if entry["espeak_test_wer"] is not None:  # the held-out voices, after the last step
                 ax.plot(steps[-1], 100 * entry["espeak_test_wer"], marker="*", markersize=12, color=line.get_color(),
-                        linestyle="none", label=f"{entry['name']}: test WER, held-out voices")
-    ax.set(xlabel="training step", ylabel="WER %", ylim=(0, 100),
-           title="laptop_asr runs (the first model.projector.ctc_warmup_steps train the projector alone)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+                        linestyle="none")
+        ax.set(xlabel="training step", ylabel="WER %", ylim=(0, 100), title=f"compression {compression}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper right")
+    fig.suptitle("laptop_asr: validation WER (lines; training voices unless a dev accent is named) and test WER on the "
+                 "held-out voices (stars)\nthe first model.projector.ctc_warmup_steps steps train the projector alone",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(output, dpi=120)
     print(f"{output}")
